@@ -1,0 +1,1 @@
+//! SQLite: schema, migrations and ingestion. The controller is the only writer.

@@ -1,0 +1,1 @@
+//! Evaluation: the benchmark format, generation, scorers and lmms-eval-shaped outputs.

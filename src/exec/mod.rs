@@ -1,0 +1,1 @@
+//! Executors: the local worker pool (and Slurm), and the worker entry point `mlvf task run`.

@@ -1,0 +1,1 @@
+//! Manifest: TOML schema, loading with spans, `extends`, grid operators and validation.

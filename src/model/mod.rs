@@ -1,0 +1,1 @@
+//! Models in candle: vision towers, the LLaMA LLM with fusion hooks, fusion modules, loading.

@@ -1,0 +1,1 @@
+//! Reports: long and pivoted result tables, CSV/Markdown/JSON, plots.

@@ -1,0 +1,1 @@
+//! Stage kinds: thin adapters from a task spec to models, training and evaluation.

@@ -1,0 +1,1 @@
+//! The offline world: synthetic images, captions, instructions and benchmarks.

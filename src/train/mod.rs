@@ -1,0 +1,1 @@
+//! Training: LLaVA data and templates, optimiser and schedule, the loop, checkpoints.
