@@ -62,6 +62,38 @@ fn loads_the_finetune_mix_shape_with_text_only_and_numeric_ids() {
 }
 
 #[test]
+fn streaming_and_in_memory_parsing_agree() {
+    let streamed = LoadOptions {
+        in_memory_limit: 0,
+        ..LoadOptions::default()
+    };
+    let a = load_llava_json(
+        &fixtures().join("finetune.json"),
+        &images(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let b = load_llava_json(&fixtures().join("finetune.json"), &images(), &streamed).unwrap();
+    assert_eq!(a.records, b.records);
+    let (_d, r) = load_str(
+        r#"[{"id": "ok", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}, {"id": "z"}]"#,
+        &streamed,
+    );
+    assert!(r
+        .unwrap_err()
+        .to_string()
+        .contains("record 1 (id \"z\"): has no \"conversations\""));
+    let (_d, r) = load_str(
+        "[{\"id\": 1}, {",
+        &LoadOptions {
+            on_error: OnError::Skip,
+            ..streamed
+        },
+    );
+    assert!(r.unwrap_err().to_string().contains("near record 1"));
+}
+
+#[test]
 fn loads_the_pretrain_caption_shape() {
     let ds = load_llava_json(
         &fixtures().join("pretrain.json"),

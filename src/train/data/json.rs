@@ -5,8 +5,8 @@
 //! Cambrian-737k. Ids may be strings or numbers; `image` is a path relative to an image folder and
 //! is absent for text-only records; the `<image>` placeholder sits in the first human turn.
 //!
-//! The file is streamed from a buffered reader straight into compact [`Record`]s (no intermediate
-//! `serde_json::Value` tree), and every record is validated as it arrives, so a malformed record is
+//! The file is parsed straight into compact [`Record`]s (no intermediate `serde_json::Value`
+//! tree; from memory up to [`IN_MEMORY_LIMIT`], else from a buffered reader), and every record is validated as it arrives, so a malformed record is
 //! reported by file, index and id — or skipped and counted when the caller asks for
 //! [`OnError::Skip`]. Unknown fields (`model`, `source`, …) are ignored, as LLaVA ignores them.
 
@@ -90,6 +90,10 @@ impl Record {
     }
 }
 
+/// Dataset files up to this size are read into memory and parsed from the slice; larger ones
+/// are streamed through a buffered reader.
+pub const IN_MEMORY_LIMIT: u64 = 4 << 30;
+
 /// What to do with a malformed record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,6 +112,9 @@ pub struct LoadOptions {
     /// Check that every record's image file exists (one `stat` per record). On by default:
     /// a missing image is a malformed record, better found at load time than mid-epoch.
     pub check_images: bool,
+    /// Files up to this many bytes are read whole and parsed from memory (fast); larger ones
+    /// are streamed. Default [`IN_MEMORY_LIMIT`].
+    pub in_memory_limit: u64,
 }
 
 impl Default for LoadOptions {
@@ -115,6 +122,7 @@ impl Default for LoadOptions {
         LoadOptions {
             on_error: OnError::Fail,
             check_images: true,
+            in_memory_limit: IN_MEMORY_LIMIT,
         }
     }
 }
@@ -207,9 +215,7 @@ pub fn load_llava_json(
         path: json.to_path_buf(),
         source,
     })?;
-    // 1 MiB buffer: the 665k mix is ~1 GB of JSON, and serde_json reads byte by byte from it.
-    let reader = BufReader::with_capacity(1 << 20, file);
-    let mut de = serde_json::Deserializer::from_reader(reader);
+    let size = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
     let mut state = LoadState {
         json,
         image_folder,
@@ -219,8 +225,25 @@ pub fn load_llava_json(
         failure: None,
         seen: 0,
     };
-    let parsed = RecordsSeed(&mut state).deserialize(&mut de);
-    let parsed = parsed.and_then(|()| de.end());
+    // serde_json parses a byte slice ~6x faster than a reader (it reads a `Read` one byte at a
+    // time): 100k mix665k-shaped records take 0.7 s from memory against 4.2 s from a 1 MiB
+    // BufReader (dev profile). So files up to IN_MEMORY_LIMIT (the 665k mix is ~1 GB) are read
+    // whole (by default), at a transient cost of their size in memory; larger ones are streamed.
+    let parsed = if size <= opts.in_memory_limit {
+        let bytes = std::fs::read(json).map_err(|source| DataError::Open {
+            path: json.to_path_buf(),
+            source,
+        })?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        RecordsSeed(&mut state)
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+    } else {
+        let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, file));
+        RecordsSeed(&mut state)
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+    };
     if let Some(err) = state.failure.take() {
         return Err(err);
     }
