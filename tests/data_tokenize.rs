@@ -327,3 +327,79 @@ fn fully_truncated_answers_and_split_images_are_errors() {
         }
     );
 }
+
+// ---------------------------------------------------------------- LLaVA's own outputs, replayed
+
+/// tests/fixtures/llava/llava_reference.json holds what LLaVA's own code returned for every
+/// fixture record (`preprocess_multimodal` + `preprocess_plain` / `preprocess_v1` with
+/// `tokenizer_image_token`, official repository at 7de7fc2, transformers 5.x fast tokenizer,
+/// legacy=True) and for two eval prompts (`conv_vicuna_v1.get_prompt` + `tokenizer_image_token`),
+/// for both fixture tokenizers: the WordLevel one and the SentencePiece-style BPE one, whose
+/// dummy-prefix `▁` and `▁` after `</s>` are the quirks LLaVA's round counting depends on.
+#[test]
+fn every_fixture_record_matches_llavas_own_preprocessing() {
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("llava_reference.json")).unwrap())
+            .unwrap();
+    let images = fixtures().join("images");
+    let pretrain = load_llava_json(
+        &fixtures().join("pretrain.json"),
+        &images,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let finetune = load_llava_json(
+        &fixtures().join("finetune.json"),
+        &images,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let as_ids = |v: &serde_json::Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect()
+    };
+    let mut checked = 0;
+    for tokenizer_file in ["tokenizer.json", "tokenizer_sp.json"] {
+        let tok = TextTokenizer::from_file(&fixtures().join(tokenizer_file)).unwrap();
+        let by_template = &reference[tokenizer_file];
+        for (name, ds) in [
+            ("plain", &pretrain),
+            ("v1", &finetune),
+            ("llava_v1", &finetune),
+        ] {
+            let template = Template::new(TemplateKind::parse(name).unwrap());
+            let expected = by_template[name].as_array().unwrap();
+            assert_eq!(expected.len(), ds.len());
+            for (record, want) in ds.records.iter().zip(expected) {
+                assert_eq!(&*record.id, want["id"].as_str().unwrap());
+                let got = tokenize_conversation(
+                    &tok,
+                    &template,
+                    &record.turns,
+                    record.has_image(),
+                    &big_budget(),
+                )
+                .unwrap();
+                let ctx = format!("{tokenizer_file} / {name} / record {}", record.id);
+                assert_eq!(got.input_ids, as_ids(&want["input_ids"]), "ids: {ctx}");
+                assert_eq!(got.labels, as_ids(&want["labels"]), "labels: {ctx}");
+                checked += 1;
+            }
+        }
+        let vicuna = Template::new(TemplateKind::VicunaV1);
+        for want in by_template["eval"].as_array().unwrap() {
+            let prompt = vicuna.generation_prompt(want["context"].as_str().unwrap(), 1);
+            assert_eq!(prompt, want["prompt"].as_str().unwrap());
+            assert_eq!(
+                tok.encode_prompt(&prompt).unwrap(),
+                as_ids(&want["input_ids"]),
+                "{tokenizer_file}: {prompt:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * (3 + 5 + 5 + 2));
+}
