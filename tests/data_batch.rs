@@ -298,3 +298,77 @@ fn pretraining_uses_the_plain_template_and_square_images() {
     assert!(dropping.next_batch().unwrap().is_none());
     assert_eq!(dropping.batches_per_epoch(), 0);
 }
+
+#[test]
+fn loader_config_reads_llava_names() {
+    // What a stage would read from a manifest or a task spec: LLaVA's spellings work.
+    let cfg: LoaderConfig = serde_json::from_value(serde_json::json!({
+        "template": "v1",
+        "budget": {"max_len": 2048, "image_tokens": 576},
+        "aspect": "pad",
+        "sampler": {"seed": 0, "shuffle": true, "group_by_modality": true, "batch_size": 16},
+        "drop_last": false,
+        "on_error": "skip"
+    }))
+    .unwrap();
+    assert_eq!(cfg.template, TemplateKind::VicunaV1);
+    assert_eq!(cfg.aspect, ImageAspect::Pad);
+    assert_eq!(cfg.on_error, OnError::Skip);
+    let back: LoaderConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(back, cfg);
+    assert_eq!(
+        "plain".parse::<TemplateKind>().unwrap(),
+        TemplateKind::Plain
+    );
+    let err = "anyres".parse::<ImageAspect>().unwrap_err();
+    assert!(err.contains("expected \"square\" or \"pad\""), "{err}");
+    let err = "chatml".parse::<TemplateKind>().unwrap_err();
+    assert!(
+        err.contains("plain, v0_plain, v1, vicuna_v1, llava_v1"),
+        "{err}"
+    );
+}
+
+/// Tokenisation throughput on 20k two-round conversations with the SentencePiece-style fixture
+/// tokenizer. `cargo test --test data_batch -- --ignored --nocapture throughput`.
+#[test]
+#[ignore]
+fn tokenize_throughput() {
+    let tok = TextTokenizer::from_file(&fixtures().join("tokenizer_sp.json")).unwrap();
+    let template = mlvf::train::data::Template::new(TemplateKind::VicunaV1);
+    let conv: Vec<mlvf::train::data::Turn> = [
+        (
+            "<image>\nWhat color is the square on the white wall?",
+            "The square is red. It is a small square on a white wall.",
+        ),
+        (
+            "Is the wall white? Answer the question using a single word or phrase.",
+            "Yes.",
+        ),
+    ]
+    .iter()
+    .flat_map(|(q, a)| {
+        [
+            mlvf::train::data::Turn::new(mlvf::train::data::Role::Human, *q),
+            mlvf::train::data::Turn::new(mlvf::train::data::Role::Gpt, *a),
+        ]
+    })
+    .collect();
+    let budget = TokenBudget {
+        max_len: 2048,
+        image_tokens: 576,
+    };
+    let t = std::time::Instant::now();
+    let mut tokens = 0;
+    for _ in 0..20_000 {
+        tokens += mlvf::train::data::tokenize_conversation(&tok, &template, &conv, true, &budget)
+            .unwrap()
+            .input_ids
+            .len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "tokenised 20000 conversations ({tokens} tokens) in {secs:.2} s: {:.0} samples/s",
+        2e4 / secs
+    );
+}

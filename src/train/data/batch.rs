@@ -39,6 +39,13 @@ impl ImageAspect {
     }
 }
 
+impl std::str::FromStr for ImageAspect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ImageAspect::parse(s)
+    }
+}
+
 impl fmt::Display for ImageAspect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -27,8 +27,10 @@ pub const LLAVA_V1_SYSTEM: &str = "A chat between a curious human and an artific
 #[serde(rename_all = "snake_case")]
 pub enum TemplateKind {
     /// Pretraining: `<image>` + caption + `"\n"`.
+    #[serde(alias = "v0_plain")]
     Plain,
     /// Finetuning and eval (LLaVA `--version v1`).
+    #[serde(alias = "v1")]
     VicunaV1,
     /// `vicuna_v1` with LLaVA's "curious human" system prompt.
     LlavaV1,
@@ -61,6 +63,13 @@ impl TemplateKind {
 
     pub fn template(self) -> Template {
         Template::new(self)
+    }
+}
+
+impl std::str::FromStr for TemplateKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TemplateKind::parse(s)
     }
 }
 
@@ -225,7 +234,10 @@ impl Template {
                 // preprocess_plain does not call get_prompt (which would put `sep` between the
                 // two messages): it concatenates "<image>" + caption + sep.
                 let text = format!("{IMAGE_PLACEHOLDER}{}{}", turns[1].value, self.sep);
-                let supervised = vec![IMAGE_PLACEHOLDER.len()..text.len()];
+                let supervised = vec![Range {
+                    start: IMAGE_PLACEHOLDER.len(),
+                    end: text.len(),
+                }];
                 Ok(Rendered { text, supervised })
             }
             SeparatorStyle::Two => {

@@ -27,9 +27,11 @@
 //! subtracts 1 from both counts for `i != 0` (`tokenizer_legacy` patch); get the flag wrong and the
 //! labels slide by one token per round, or the cursor misses the total and LLaVA masks the *whole*
 //! sample with only a printed "tokenization mismatch" warning — a sample silently trained on
-//! nothing. We tokenise each chunk once and label by offsets, so no round is re-counted and
-//! there is no off-by-one to patch; for a legacy tokeniser (MobileLLaMA's) the result equals
-//! LLaVA's mask token for token.
+//! nothing. (Seen on the SentencePiece-style test tokenizer: with `legacy=False` LLaVA prints
+//! "tokenization mismatch: 57 vs. 58" and masks the whole two-round fixture record.) We tokenise
+//! each chunk once and label by offsets, so no round is re-counted and there is no off-by-one to
+//! patch; for a legacy tokeniser (MobileLLaMA's) the result equals LLaVA's mask token for token
+//! (tests/data_tokenize.rs replays LLaVA's own outputs).
 //!
 //! # Length budget
 //! LLaVA truncates to `model_max_length` (2048) *after* the sentinel is expanded into visual
