@@ -476,16 +476,14 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
         loop {
             let index = state.seen;
             // An element that is valid JSON but of the wrong shape (a number, a list-valued
-            // `image`, …) is a per-record problem; we read it as a generic record first only
-            // when needed, so the fast path stays a single typed pass.
-            let element = match seq.next_element_seed(OneRecord) {
-                Ok(Some(r)) => r,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(e),
+            // `image`, …) comes back as a per-record problem, not a parse error, so it can be
+            // reported by index and id or skipped. Only broken JSON stops the parse.
+            let Some(element) = seq.next_element_seed(OneRecord)? else {
+                return Ok(());
             };
             state.seen += 1;
             if !state.accept(index, element) {
-                // Stop reading: drain nothing more, the caller reports `failure`.
+                // Stop reading here; the caller reports `failure`.
                 return Ok(());
             }
         }
@@ -600,12 +598,13 @@ impl<'de> Deserialize<'de> for KeyName {
     }
 }
 
-/// Reads any JSON value and names its kind, for messages about values of the wrong type.
-fn kind_of_rest<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+/// Consumes the rest of a list whose contents we do not use (a value of the wrong type).
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     while seq.next_element::<IgnoredAny>()?.is_some() {}
     Ok(())
 }
 
+/// Consumes the rest of an object whose contents we do not use.
 fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
     while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
     Ok(())
@@ -647,7 +646,7 @@ impl<'de> Deserialize<'de> for LenientId {
                 Ok(LenientId::Bad("null"))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<LenientId, A::Error> {
-                kind_of_rest(seq)?;
+                drain_seq(seq)?;
                 Ok(LenientId::Bad("a list"))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LenientId, A::Error> {
@@ -698,7 +697,7 @@ impl<'de> Deserialize<'de> for LenientImage {
                 Ok(LenientImage::Bad("a boolean"))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<LenientImage, A::Error> {
-                kind_of_rest(seq)?;
+                drain_seq(seq)?;
                 Ok(LenientImage::Bad("a list (a multi-image record)"))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LenientImage, A::Error> {
@@ -837,7 +836,7 @@ impl<'de> Deserialize<'de> for LenientTurn {
                 })
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<LenientTurn, A::Error> {
-                kind_of_rest(seq)?;
+                drain_seq(seq)?;
                 Ok(LenientTurn::Bad(
                     "is a list; a turn must be an object {\"from\", \"value\"}".into(),
                 ))
@@ -934,7 +933,7 @@ impl<'de> Deserialize<'de> for StrOrKind {
                 Ok(StrOrKind::Kind("a boolean"))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<StrOrKind, A::Error> {
-                kind_of_rest(seq)?;
+                drain_seq(seq)?;
                 Ok(StrOrKind::Kind("a list"))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StrOrKind, A::Error> {
