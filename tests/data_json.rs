@@ -323,3 +323,24 @@ fn parse_100k_records_timing() {
         mb / secs
     );
 }
+
+#[test]
+fn written_datasets_load_back_identically() {
+    let ds = load_llava_json(
+        &fixtures().join("finetune.json"),
+        &images(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sub/copy.json");
+    mlvf::train::data::write_llava_json(&out, &ds.records).unwrap();
+    let back = load_llava_json(&out, &images(), &LoadOptions::default()).unwrap();
+    assert_eq!(back.records, ds.records);
+    // Text-only records are written without an "image" key, as in the published files.
+    let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(raw[1].get("image").is_none());
+    assert_eq!(raw[2]["id"], "42");
+    // No temporary files are left next to it.
+    assert_eq!(std::fs::read_dir(out.parent().unwrap()).unwrap().count(), 1);
+}

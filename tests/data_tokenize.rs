@@ -223,6 +223,11 @@ fn eval_prompt_ids_follow_tokenizer_image_token() {
     let mut expected = V1_PREFIX.to_vec();
     expected.extend([4, IMG, 3, 43, 74, 98, 134, 82, 15, 20, 13]);
     assert_eq!(ids, expected);
+    // Decoding drops special tokens and sentinels (lmms-eval: skip_special_tokens=True).
+    assert_eq!(
+        tok.decode(&[IMG, 40, 130, 98, 118, 11, 2]).unwrap(),
+        " The square is red."
+    );
     // One sentinel per <image>, BOS only once, even for a prompt that starts with the image.
     assert_eq!(
         tok.encode_prompt("<image><image>a").unwrap(),

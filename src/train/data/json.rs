@@ -260,6 +260,70 @@ pub fn load_llava_json(
     })
 }
 
+/// Writes records as a LLaVA JSON dataset (one array, `{"id", "image"?, "conversations"}` per
+/// record, the shape [`load_llava_json`] reads), atomically: a temporary file in the same folder
+/// is renamed over `path`, so a reader never sees half a file. Used by the synthetic world.
+pub fn write_llava_json(path: &Path, records: &[Record]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        w.write_all(b"[")?;
+        for (i, record) in records.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",\n")?;
+            } else {
+                w.write_all(b"\n")?;
+            }
+            serde_json::to_writer(&mut w, &RecordJson::from(record))?;
+        }
+        w.write_all(b"\n]\n")?;
+        w.flush()?;
+    }
+    tmp.persist(path)
+        .with_context(|| format!("cannot write dataset {}", path.display()))?;
+    Ok(())
+}
+
+/// A record in its JSON shape, for writing.
+#[derive(Serialize)]
+struct RecordJson<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+    conversations: Vec<TurnJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct TurnJson<'a> {
+    from: &'static str,
+    value: &'a str,
+}
+
+impl<'a> From<&'a Record> for RecordJson<'a> {
+    fn from(r: &'a Record) -> Self {
+        RecordJson {
+            id: &r.id,
+            image: r.image.as_deref(),
+            conversations: r
+                .turns
+                .iter()
+                .map(|t| TurnJson {
+                    from: t.role.as_str(),
+                    value: &t.value,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Validates one record already in memory (the same rules as [`load_llava_json`]), e.g. for
 /// datasets assembled in code. `image_folder` is used only when `check_image` is set.
 pub fn validate_record(

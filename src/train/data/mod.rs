@@ -17,8 +17,8 @@ pub mod tokenize;
 
 pub use batch::{Batch, ImageAspect, ImagePreprocessor, ImageSpec, Sample, SkippedSample};
 pub use json::{
-    load_llava_json, DataError, LlavaDataset, LoadOptions, OnError, Record, Role, SkippedRecord,
-    Turn, IMAGE_PLACEHOLDER,
+    load_llava_json, write_llava_json, DataError, LlavaDataset, LoadOptions, OnError, Record, Role,
+    SkippedRecord, Turn, IMAGE_PLACEHOLDER,
 };
 pub use loader::{DataLoader, LoaderConfig, SampleError};
 pub use sampler::{DataPosition, Sampler, SamplerConfig};

@@ -126,6 +126,15 @@ impl TextTokenizer {
         self
     }
 
+    /// Text of generated ids, special tokens (`</s>`, …) left out, as lmms-eval's llava wrapper
+    /// decodes with `skip_special_tokens=True`. Negative ids (image sentinels) are dropped.
+    pub fn decode(&self, ids: &[i64]) -> Result<String, TokenizeError> {
+        let ids: Vec<u32> = ids.iter().filter(|&&i| i >= 0).map(|&i| i as u32).collect();
+        self.inner
+            .decode(&ids, true)
+            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))
+    }
+
     /// LLaVA's `tokenizer_image_token`: ids of `prompt` with each `<image>` as one
     /// [`IMAGE_TOKEN_INDEX`]. Used for eval prompts (see [`Template::generation_prompt`]).
     pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<i64>, TokenizeError> {
