@@ -270,6 +270,16 @@ fn unusable_samples_fail_with_their_id_or_are_skipped_and_counted() {
         assert!(b.row_labels(row).iter().any(|&l| l != IGNORE_INDEX));
     }
     assert!(lenient.next_batch().unwrap().is_none());
+    // The audit sees the same before training starts.
+    let audit = lenient.audit();
+    assert_eq!((audit.records, audit.usable, audit.truncated), (5, 2, 0));
+    let unusable: Vec<usize> = audit.unusable.iter().map(|s| s.index).collect();
+    assert_eq!(unusable, [0, 2, 4]);
+    let mut cfg47 = cfg;
+    cfg47.budget.max_len = 47;
+    let audit = DataLoader::new(&ds, &tok, cfg47).audit();
+    // At 47 the three image records keep the first token(s) of their answers: usable, truncated.
+    assert_eq!((audit.usable, audit.truncated), (5, 3));
 }
 
 #[test]

@@ -35,6 +35,21 @@ pub struct SampleError {
     pub source: TokenizeError,
 }
 
+/// What [`DataLoader::audit`] found in a whole dataset.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DataAudit {
+    /// Records checked.
+    pub records: usize,
+    /// Records that become training samples.
+    pub usable: usize,
+    /// Usable records cut on the right to fit the budget.
+    pub truncated: usize,
+    /// Supervised (label) positions over all usable samples.
+    pub supervised_tokens: usize,
+    /// Records that cannot be trained on, and why (in dataset order).
+    pub unusable: Vec<SkippedSample>,
+}
+
 /// Produces batches from a dataset, one epoch at a time.
 pub struct DataLoader<'a> {
     dataset: &'a LlavaDataset,
@@ -112,6 +127,38 @@ impl<'a> DataLoader<'a> {
         }
         self.position = pos;
         Ok(())
+    }
+
+    /// Tokenises every record (in parallel) and reports what training would see: how many
+    /// samples are usable, truncated or unusable (with the reasons), before a step is run.
+    pub fn audit(&self) -> DataAudit {
+        use rayon::prelude::*;
+        let outcomes: Vec<Result<(bool, usize), SkippedSample>> = (0..self.dataset.len())
+            .into_par_iter()
+            .map(|index| match self.sample(index) {
+                Ok(s) => Ok((s.tokens.truncated > 0, s.tokens.supervised())),
+                Err(e) => Err(SkippedSample {
+                    index,
+                    id: self.dataset.records[index].id.to_string(),
+                    reason: e.to_string(),
+                }),
+            })
+            .collect();
+        let mut audit = DataAudit {
+            records: outcomes.len(),
+            ..DataAudit::default()
+        };
+        for outcome in outcomes {
+            match outcome {
+                Ok((truncated, supervised)) => {
+                    audit.usable += 1;
+                    audit.truncated += truncated as usize;
+                    audit.supervised_tokens += supervised;
+                }
+                Err(skip) => audit.unusable.push(skip),
+            }
+        }
+        audit
     }
 
     /// The training sample for dataset record `index`.

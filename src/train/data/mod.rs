@@ -20,7 +20,7 @@ pub use json::{
     load_llava_json, write_llava_json, DataError, LlavaDataset, LoadOptions, OnError, Record, Role,
     SkippedRecord, Turn, IMAGE_PLACEHOLDER,
 };
-pub use loader::{DataLoader, LoaderConfig, SampleError};
+pub use loader::{DataAudit, DataLoader, LoaderConfig, SampleError};
 pub use sampler::{DataPosition, Sampler, SamplerConfig};
 pub use template::{Rendered, Template, TemplateKind};
 pub use tokenize::{
