@@ -305,23 +305,26 @@ fn parse_100k_records_timing() {
     out.push(']');
     std::fs::write(&path, &out).unwrap();
     let mb = out.len() as f64 / 1e6;
-    let t = Instant::now();
-    let ds = load_llava_json(
-        &path,
-        Path::new("/unused"),
-        &LoadOptions {
-            check_images: false,
-            ..LoadOptions::default()
-        },
-    )
-    .unwrap();
-    let secs = t.elapsed().as_secs_f64();
-    assert_eq!(ds.len(), 100_000);
-    println!(
-        "parsed 100000 records ({mb:.1} MB) in {secs:.3} s: {:.0} records/s, {:.1} MB/s",
-        1e5 / secs,
-        mb / secs
-    );
+    for (mode, in_memory_limit) in [("from memory", u64::MAX), ("streamed", 0)] {
+        let t = Instant::now();
+        let ds = load_llava_json(
+            &path,
+            Path::new("/unused"),
+            &LoadOptions {
+                check_images: false,
+                in_memory_limit,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(ds.len(), 100_000);
+        println!(
+            "{mode}: parsed 100000 records ({mb:.1} MB) in {secs:.3} s: {:.0} records/s, {:.1} MB/s",
+            1e5 / secs,
+            mb / secs
+        );
+    }
 }
 
 #[test]

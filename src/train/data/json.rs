@@ -225,9 +225,9 @@ pub fn load_llava_json(
         failure: None,
         seen: 0,
     };
-    // serde_json parses a byte slice ~6x faster than a reader (it reads a `Read` one byte at a
-    // time): 100k mix665k-shaped records take 0.7 s from memory against 4.2 s from a 1 MiB
-    // BufReader (dev profile). So files up to IN_MEMORY_LIMIT (the 665k mix is ~1 GB) are read
+    // serde_json parses a byte slice 4-6x faster than a reader (it pulls a `Read` one byte at a
+    // time): 100k mix665k-shaped records (81 MB) took 0.7 s from memory against 4.2 s from a
+    // 1 MiB BufReader (dev profile; tests/data_json.rs `parse_100k_records_timing`). So files up to IN_MEMORY_LIMIT (the 665k mix is ~1 GB) are read
     // whole (by default), at a transient cost of their size in memory; larger ones are streamed.
     let parsed = if size <= opts.in_memory_limit {
         let bytes = std::fs::read(json).map_err(|source| DataError::Open {
