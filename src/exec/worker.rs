@@ -138,6 +138,8 @@ pub fn run_task(
     };
     drop(ctx);
     let rec = publish(root, &tmp, &info)?;
+    // The result is published; the checkpoints that led to it are dead weight now.
+    let _ = std::fs::remove_dir_all(layout::checkpoint_dir(root, key));
     eprintln!(
         "mlvf: published {}",
         layout::task_dir(root, task.stage, key).display()

@@ -100,22 +100,34 @@ pub fn pivot(long: &LongTable, spec: &PivotSpec) -> anyhow::Result<WideTable> {
         .map(|(i, _)| i)
         .collect();
 
+    // The baseline of a row: cells with fusion = baseline that agree on every axis they have
+    // except fusion and layers; the same seed if the baseline ran it (paired differences),
+    // else the mean over the baseline's seeds.
     let baseline_of = |row: &crate::report::LongRow| -> Option<f64> {
         let fusion = long.axis("fusion")?;
-        let ignore: Vec<Option<usize>> =
-            vec![Some(fusion), long.axis("layers"), long.axis(SEED_AXIS)];
-        let vals: Vec<f64> = long
+        let layers = long.axis("layers");
+        let seed = long.axis(SEED_AXIS);
+        let candidates: Vec<&crate::report::LongRow> = long
             .rows
             .iter()
-            .filter(|b| b.state == CellState::Ok && b.metric == row.metric)
+            .filter(|b| b.state == CellState::Ok && b.metric == row.metric && b.value.is_some())
             .filter(|b| b.axes[fusion].as_deref() == Some("baseline"))
             .filter(|b| {
                 (0..long.axes.len())
-                    .filter(|i| !ignore.contains(&Some(*i)))
+                    .filter(|&i| i != fusion && Some(i) != layers && Some(i) != seed)
                     .all(|i| b.axes[i].is_none() || b.axes[i] == row.axes[i])
             })
+            .collect();
+        let same_seed: Vec<f64> = candidates
+            .iter()
+            .filter(|b| seed.is_none_or(|s| b.axes[s] == row.axes[s]))
             .filter_map(|b| b.value)
             .collect();
+        let vals = if same_seed.is_empty() {
+            candidates.iter().filter_map(|b| b.value).collect()
+        } else {
+            same_seed
+        };
         (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
     };
 
@@ -181,7 +193,6 @@ pub fn pivot(long: &LongTable, spec: &PivotSpec) -> anyhow::Result<WideTable> {
         }
         entry.0.push(value);
     }
-    row_keys.sort();
     let cells: Vec<Vec<Option<Agg>>> = row_keys
         .iter()
         .map(|rk| {
@@ -232,4 +243,123 @@ pub fn pivot(long: &LongTable, spec: &PivotSpec) -> anyhow::Result<WideTable> {
         baseline_delta: spec.baseline_delta,
         gaps,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::TaskKey;
+    use crate::report::LongRow;
+
+    fn table(rows: &[(&str, Option<&str>, &str, u64, f64)], metric: &str) -> LongTable {
+        LongTable {
+            axes: vec![
+                "benchmark".into(),
+                "fusion".into(),
+                "layers".into(),
+                "seed".into(),
+            ],
+            rows: rows
+                .iter()
+                .enumerate()
+                .map(|(i, (f, l, b, s, v))| LongRow {
+                    cell: i,
+                    axes: vec![
+                        Some(b.to_string()),
+                        Some(f.to_string()),
+                        l.map(str::to_string),
+                        Some(s.to_string()),
+                    ],
+                    task: TaskKey(format!("{i:064}")),
+                    metric: metric.into(),
+                    value: Some(*v),
+                    state: CellState::Ok,
+                })
+                .collect(),
+        }
+    }
+
+    fn spec(delta: bool) -> PivotSpec {
+        PivotSpec {
+            rows: vec!["fusion".into(), "layers".into()],
+            cols: vec!["benchmark".into()],
+            baseline_delta: delta,
+        }
+    }
+
+    #[test]
+    fn seeds_aggregate_to_mean_and_sample_std_and_best_is_marked() {
+        let t = table(
+            &[
+                ("baseline", None, "gqa", 0, 0.50),
+                ("baseline", None, "gqa", 1, 0.52),
+                ("E_D", Some("18"), "gqa", 0, 0.60),
+                ("E_D", Some("18"), "gqa", 1, 0.64),
+            ],
+            "accuracy",
+        );
+        let w = pivot(&t, &spec(false)).unwrap();
+        assert_eq!(
+            w.rows,
+            vec![
+                vec!["baseline".to_string(), "-".into()],
+                vec!["E_D".into(), "18".into()]
+            ]
+        );
+        let a = w.cells[1][0].unwrap();
+        assert!((a.mean - 0.62).abs() < 1e-12);
+        // Sample std (n - 1): sqrt((0.02² + 0.02²) / 1).
+        assert!((a.std.unwrap() - 0.02 * 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(a.n, 2);
+        assert_eq!(w.best, vec![vec![false], vec![true]]);
+    }
+
+    #[test]
+    fn baseline_delta_pairs_seeds_and_lower_is_better_for_losses() {
+        let t = table(
+            &[
+                ("baseline", None, "gqa", 0, 0.50),
+                ("baseline", None, "gqa", 1, 0.60),
+                ("E_D", Some("18"), "gqa", 0, 0.55),
+                ("E_D", Some("18"), "gqa", 1, 0.65),
+            ],
+            "loss",
+        );
+        let w = pivot(&t, &spec(true)).unwrap();
+        let d = w.cells[1][0].unwrap();
+        assert!((d.mean - 0.05).abs() < 1e-12, "{d:?}");
+        assert!(
+            d.std.unwrap() < 1e-12,
+            "paired differences have no spread: {d:?}"
+        );
+        // For a loss the smaller value (the baseline's delta, 0) is best.
+        assert_eq!(w.best, vec![vec![true], vec![false]]);
+    }
+
+    #[test]
+    fn an_unlabelled_varying_axis_is_an_error() {
+        let t = table(
+            &[
+                ("E_D", Some("18"), "gqa", 0, 0.5),
+                ("E_D", Some("18"), "pope", 0, 0.7),
+            ],
+            "acc",
+        );
+        let s = PivotSpec {
+            rows: vec!["fusion".into(), "layers".into()],
+            cols: vec![],
+            baseline_delta: false,
+        };
+        let err = pivot(&t, &s).unwrap_err().to_string();
+        assert!(err.contains("axis `benchmark` varies"), "{err}");
+        let s = PivotSpec {
+            rows: vec!["encoder".into()],
+            cols: vec![],
+            baseline_delta: false,
+        };
+        assert!(pivot(&t, &s)
+            .unwrap_err()
+            .to_string()
+            .contains("no axis `encoder`"));
+    }
 }
