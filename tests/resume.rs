@@ -155,14 +155,86 @@ fn killed_controller_resumes() -> Result<(), Failed> {
     Ok(())
 }
 
+/// The no-op resume benchmark: a fully cached sweep of ≥ 2,000 tasks. Publishes every task
+/// in-process (no workers), lets one `run` ingest them, then times further runs: the library
+/// call and the whole CLI (process start, plan parsing, lock, verification of every DONE).
+/// `cargo test --test resume -- --ignored --nocapture noop_resume`
+fn noop_resume_2000_tasks() -> Result<(), Failed> {
+    // MLVF_BENCH_DIR keeps the store between runs (publishing 2,000 tasks takes a while).
+    let tmp = tempfile::tempdir()?;
+    let dir_path = std::env::var_os("MLVF_BENCH_DIR").map(std::path::PathBuf::from);
+    let dir = dir_path.as_deref().unwrap_or(tmp.path());
+    std::fs::create_dir_all(dir)?;
+    let fusions = ["E_D", "E_M", "I_D", "I_M"];
+    let layers = ["18", "3-18", "3-18-23", "former", "latter", "all"];
+    let benches = [
+        "gqa", "pope", "mme", "mmb", "sqa", "textvqa", "vizwiz", "seed",
+    ];
+    let seeds: Vec<u64> = (0..9).collect();
+    let plan = fake_plan(
+        &dir.join("store"),
+        "bench",
+        &fusions,
+        &layers,
+        &benches,
+        &seeds,
+    );
+    assert!(plan.tasks.len() >= 2000, "{} tasks", plan.tasks.len());
+    std::env::set_var("MLVF_FAKE_SLEEP_MS", "0");
+    let registry = fake_registry();
+    for t in &plan.tasks {
+        mlvf::store::spec::write_spec(&plan.store, &mlvf::db::canonical_spec(t))?;
+    }
+    for t in &plan.tasks {
+        mlvf::exec::worker::run_task(&plan.store, &t.key, Some(1), &registry)?;
+    }
+    let mut opts = mlvf::exec::RunOptions::new()?;
+    opts.progress = false;
+    let first = mlvf::exec::run_sweep(&plan, &opts)?;
+    assert_eq!(first.cached, plan.tasks.len());
+    let mut lib_ms = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let s = mlvf::exec::run_sweep(&plan, &opts)?;
+        lib_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        assert_eq!((s.cached, s.ran), (plan.tasks.len(), 0));
+    }
+    let json = save_plan(dir, &plan);
+    let mut cli_ms = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let out = cli()
+            .args(["run", "--no-progress", "--plan-json"])
+            .arg(&json)
+            .output()?;
+        cli_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "no-op resume of {} cached tasks: run_sweep median {:.1} ms, `mlvf run` (whole process) median {:.1} ms",
+        plan.tasks.len(),
+        median(&mut lib_ms),
+        median(&mut cli_ms)
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     if let Some(code) = run_as_cli_if_asked() {
         return code;
     }
     let args = Arguments::from_args();
-    let tests = vec![Trial::test(
-        "killed_controller_resumes",
-        killed_controller_resumes,
-    )];
+    let tests = vec![
+        Trial::test("killed_controller_resumes", killed_controller_resumes),
+        Trial::test("noop_resume_2000_tasks", noop_resume_2000_tasks).with_ignored_flag(true),
+    ];
     libtest_mimic::run(&args, tests).exit_code()
 }

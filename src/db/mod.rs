@@ -161,7 +161,11 @@ impl Db {
     /// Records a sweep: its plan, cells, tasks and the links between them. Cheap when the plan
     /// is unchanged since the last registration.
     pub fn register_sweep(&mut self, plan: &Plan) -> anyhow::Result<()> {
-        let plan_json = serde_json::to_string(plan)?;
+        self.register_sweep_json(plan, &serde_json::to_string(plan)?)
+    }
+
+    /// [`Db::register_sweep`] with the plan's JSON already at hand.
+    pub fn register_sweep_json(&mut self, plan: &Plan, plan_json: &str) -> anyhow::Result<()> {
         let existing: Option<String> = self
             .conn
             .query_row(
@@ -170,7 +174,7 @@ impl Db {
                 |r| r.get(0),
             )
             .optional()?;
-        if existing.as_deref() == Some(plan_json.as_str()) {
+        if existing.as_deref() == Some(plan_json) {
             return Ok(());
         }
         let tx = self.conn.transaction()?;

@@ -16,6 +16,7 @@ use crate::store::done::{self, VerifyLevel};
 use crate::store::metrics::{read_metrics, METRICS_FILE};
 use crate::store::{hostname, layout, spec, sweeps, StoreLock};
 use anyhow::{bail, Context};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -235,13 +236,11 @@ pub fn run_sweep(plan: &Plan, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         );
     })?;
 
-    sweeps::write_sweep(root, plan)?;
-    for t in &plan.tasks {
-        spec::write_spec(root, &crate::db::canonical_spec(t))?;
-    }
+    let plan_json = serde_json::to_string(plan)?;
+    sweeps::write_sweep_json(root, &plan.sweep, &plan_json)?;
     let mut db = Db::open(root)?;
     db.mark_orphans_killed()?;
-    db.register_sweep(plan)?;
+    db.register_sweep_json(plan, &plan_json)?;
     let rows = db.task_rows()?;
 
     let n = plan.tasks.len();
@@ -258,9 +257,16 @@ pub fn run_sweep(plan: &Plan, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     }
     let mut progress = Progress::new(&totals, opts.progress);
 
-    for (i, t) in plan.tasks.iter().enumerate() {
+    // Verifying is file reads and hashing: in parallel. The database is touched after, from
+    // this thread only.
+    let verified: Vec<_> = plan
+        .tasks
+        .par_iter()
+        .map(|t| done::verify(root, t.stage, &t.key, opts.verify))
+        .collect();
+    for ((i, t), verdict) in plan.tasks.iter().enumerate().zip(verified) {
         let in_db = rows.get(&t.key).and_then(|r| r.done_attempt);
-        match done::verify(root, t.stage, &t.key, opts.verify) {
+        match verdict {
             Ok(rec) => {
                 if in_db != Some(rec.attempt) {
                     // Published but not ingested: a controller died between the two, or
@@ -312,6 +318,12 @@ pub fn run_sweep(plan: &Plan, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         while running.len() < jobs {
             let Some(i) = ready.pop_front() else { break };
             let t = &plan.tasks[i];
+            // The worker reads its spec and its deps' specs (written only for what runs, so a
+            // cached rerun stays cheap).
+            spec::write_spec(root, &crate::db::canonical_spec(t))?;
+            for d in &t.deps {
+                spec::write_spec(root, &crate::db::canonical_spec(&plan.tasks[index[d]]))?;
+            }
             let attempt = db
                 .max_attempt(&t.key)?
                 .max(worker::next_attempt(root, &t.key) - 1)

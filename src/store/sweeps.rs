@@ -27,8 +27,18 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
 
 /// Records (or updates) a sweep's plan in the store.
 pub fn write_sweep(root: &Path, plan: &Plan) -> anyhow::Result<()> {
-    check_name(&plan.sweep)?;
-    write_atomic(&sweep_path(root, &plan.sweep), &serde_json::to_vec(plan)?)
+    write_sweep_json(root, &plan.sweep, &serde_json::to_string(plan)?)
+}
+
+/// Records a sweep's plan given as JSON (`serde_json::to_string(&plan)`); does not rewrite an
+/// identical record (a no-op rerun stays cheap).
+pub fn write_sweep_json(root: &Path, name: &str, plan_json: &str) -> anyhow::Result<()> {
+    check_name(name)?;
+    let path = sweep_path(root, name);
+    if std::fs::read(&path).is_ok_and(|old| old == plan_json.as_bytes()) {
+        return Ok(());
+    }
+    write_atomic(&path, plan_json.as_bytes())
 }
 
 /// Reads the recorded plan of sweep `name`.
