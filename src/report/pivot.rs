@@ -53,6 +53,9 @@ impl WideTable {
     }
 }
 
+/// The values in one table cell, and the values of the axes that must not vary inside it.
+type Group = (Vec<f64>, Vec<Option<String>>);
+
 fn label(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".to_string())
 }
@@ -131,8 +134,8 @@ pub fn pivot(long: &LongTable, spec: &PivotSpec) -> anyhow::Result<WideTable> {
         (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
     };
 
-    let mut groups: BTreeMap<(Vec<String>, Vec<String>), (Vec<f64>, Vec<Option<String>>)> =
-        BTreeMap::new();
+    // (row labels, column labels) → (values over seeds, the other axes' values).
+    let mut groups: BTreeMap<(Vec<String>, Vec<String>), Group> = BTreeMap::new();
     let mut row_keys: Vec<Vec<String>> = Vec::new();
     let mut col_keys: Vec<Vec<String>> = Vec::new();
     let mut gaps = Vec::new();
