@@ -114,6 +114,7 @@ fn failure_blocks_only_dependents() -> Result<(), Failed> {
         .arg(&plan.store)
         .output()?;
     let s = text(&st);
+    check(s.contains("eval") && s.contains("2  (2)"), || s.clone())?;
     check(
         s.contains("failed: pretrain") && s.contains("fake failure for") && s.contains(".log"),
         || s.clone(),

@@ -98,12 +98,23 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     };
     let mut all_done = true;
     for plan in &plans {
-        let mut counts: BTreeMap<StageKind, [usize; 4]> = BTreeMap::new();
+        // Columns: done, failed, running, missing, and of the missing those blocked by a
+        // failed upstream task (they cannot run until it is fixed).
+        let mut counts: BTreeMap<StageKind, [usize; 5]> = BTreeMap::new();
         let mut failed = Vec::new();
+        let mut bad_upstream: std::collections::HashSet<&TaskKey> = Default::default();
         for t in &plan.tasks {
             let row = rows.get(&t.key);
             let st = task_status(&root, t.stage, &t.key, row);
-            counts.entry(t.stage).or_default()[st as usize] += 1;
+            let c = counts.entry(t.stage).or_default();
+            c[st as usize] += 1;
+            let blocked = t.deps.iter().any(|d| bad_upstream.contains(d));
+            if st == TaskStatus::Failed || (blocked && st != TaskStatus::Done) {
+                bad_upstream.insert(&t.key);
+            }
+            if blocked && st == TaskStatus::Missing {
+                c[4] += 1;
+            }
             all_done &= st == TaskStatus::Done;
             if st == TaskStatus::Failed {
                 failed.push((
@@ -121,17 +132,18 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             root.display()
         );
         println!(
-            "  {:<10} {:>6} {:>7} {:>8} {:>8}",
+            "  {:<10} {:>6} {:>7} {:>8} {:>8}  (of which blocked)",
             "stage", "done", "failed", "running", "missing"
         );
         for (stage, c) in &counts {
             println!(
-                "  {:<10} {:>6} {:>7} {:>8} {:>8}",
+                "  {:<10} {:>6} {:>7} {:>8} {:>8}  ({})",
                 stage.as_str(),
                 c[0],
                 c[1],
                 c[2],
-                c[3]
+                c[3],
+                c[4]
             );
         }
         for (t, a) in failed {
