@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    mlvf::cli::main()
+    mlvf::cli::main_with(mlvf::stages::StageRegistry::product())
 }

@@ -81,7 +81,14 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// The mlvf command line with the stages this build ships.
 pub fn main() -> ExitCode {
+    main_with(crate::stages::StageRegistry::product())
+}
+
+/// The mlvf command line with the given stage implementations (what `mlvf task run` runs).
+/// Tests pass a registry of fake stages and run their own binary as the mlvf CLI.
+pub fn main_with(registry: crate::stages::StageRegistry) -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
@@ -94,7 +101,7 @@ pub fn main() -> ExitCode {
         Command::Score(a) => score::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Synth(a) => synth::run(a),
-        Command::Task(a) => task::run(a),
+        Command::Task(a) => task::run(a, &registry),
         Command::Db(a) => db::run(a),
     };
     match result {

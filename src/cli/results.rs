@@ -1,11 +1,128 @@
 //! `mlvf results`: result tables: long, pivoted, CSV/Markdown/JSON.
 
+use crate::db::Db;
+use crate::report::render::{render_long, render_wide, Format};
+use crate::report::{long_table, pivot, MetricSel, PivotSpec};
 use clap::Args;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
-pub struct ResultsArgs {}
+pub struct ResultsArgs {
+    /// The sweep manifest.
+    #[arg(required_unless_present_any = ["sweep", "plan_json"])]
+    pub manifest: Option<PathBuf>,
+    /// Store root (default: the manifest's, else `results`).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// A sweep recorded in the store, instead of a manifest.
+    #[arg(long, conflicts_with = "manifest")]
+    pub sweep: Option<String>,
+    /// Axes labelling the rows (comma-separated), e.g. fusion,layers.
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Vec<String>,
+    /// Axes labelling the columns (comma-separated), e.g. benchmark.
+    #[arg(long, value_delimiter = ',')]
+    pub cols: Vec<String>,
+    /// A metric name, or `primary` for the metric each eval task marks primary.
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// One of the manifest's [[table]]s (default: the first, if any and no --rows/--cols).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// The long table (one row per cell × metric), even if the manifest has [[table]]s.
+    #[arg(long, conflicts_with_all = ["rows", "cols", "table"])]
+    pub long: bool,
+    /// Show each value minus its baseline cell's (fusion = baseline, same other axes).
+    #[arg(long)]
+    pub baseline_delta: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// A plan saved as JSON instead of a manifest (tests and tools).
+    #[arg(long, hide = true)]
+    pub plan_json: Option<PathBuf>,
+}
 
-pub fn run(_args: ResultsArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`mlvf results` is not implemented yet")
+pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
+    let plan = match &args.sweep {
+        Some(name) => {
+            let root = args
+                .store
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results"));
+            crate::store::sweeps::read_sweep(&root, name)?
+        }
+        None => super::run::load_plan(
+            args.manifest.as_deref(),
+            args.plan_json.as_deref(),
+            args.store.as_deref(),
+        )?,
+    };
+    let db = Db::open_read(&plan.store)?;
+    let finals = db.final_metrics()?;
+    let rows = db.task_rows()?;
+
+    let table = if args.long {
+        None
+    } else if !args.rows.is_empty() || !args.cols.is_empty() {
+        Some((args.rows.clone(), args.cols.clone(), "primary".to_string()))
+    } else if let Some(name) = &args.table {
+        let t = plan
+            .tables
+            .iter()
+            .find(|t| &t.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = plan.tables.iter().map(|t| t.name.as_str()).collect();
+                super::UserError(format!(
+                    "sweep `{}` has no table `{name}` (tables: {})",
+                    plan.sweep,
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            })?;
+        Some((t.rows.clone(), t.cols.clone(), t.metric.clone()))
+    } else {
+        plan.tables
+            .first()
+            .map(|t| (t.rows.clone(), t.cols.clone(), t.metric.clone()))
+    };
+
+    let text = match table {
+        None => {
+            let sel = args
+                .metric
+                .as_deref()
+                .map(MetricSel::parse)
+                .unwrap_or(MetricSel::All);
+            render_long(&long_table(&plan, &finals, &rows, &sel), args.format)?
+        }
+        Some((r, c, metric)) => {
+            let sel = MetricSel::parse(args.metric.as_deref().unwrap_or(&metric));
+            let long = long_table(&plan, &finals, &rows, &sel);
+            let spec = PivotSpec {
+                rows: r,
+                cols: c,
+                baseline_delta: args.baseline_delta,
+            };
+            let wide = pivot(&long, &spec).map_err(|e| super::UserError(format!("{e:#}")))?;
+            if matches!(args.format, Format::Csv) && !wide.gaps.is_empty() {
+                eprintln!("{} cell(s) without a value:", wide.gaps.len());
+                for g in &wide.gaps {
+                    eprintln!("- {g}");
+                }
+            }
+            render_wide(&wide, args.format)?
+        }
+    };
+    match &args.output {
+        Some(path) => crate::store::write_atomic(path, text.as_bytes())?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

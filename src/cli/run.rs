@@ -1,11 +1,127 @@
 //! `mlvf run`: run what is missing of a sweep.
 
+use crate::exec::{run_sweep, RunOptions};
+use crate::plan::Plan;
+use crate::store::VerifyLevel;
+use anyhow::Context;
 use clap::Args;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 #[derive(Args, Debug)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// The sweep manifest (TOML).
+    #[arg(required_unless_present = "plan_json")]
+    pub manifest: Option<PathBuf>,
+    /// Store root (default: the manifest's `[sweep] store`).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Tasks to run at once.
+    #[arg(short, long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Extra attempts for a failed task before its dependents are given up.
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// If another controller holds the store, wait for it instead of failing.
+    #[arg(long)]
+    pub wait_lock: bool,
+    /// Rehash every cached output instead of trusting unchanged sizes and mtimes.
+    #[arg(long)]
+    pub verify_checksums: bool,
+    /// Never draw progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Run a plan saved as JSON (the `Plan` type) instead of a manifest. For tests and tools.
+    #[arg(long, hide = true)]
+    pub plan_json: Option<PathBuf>,
+}
 
-pub fn run(_args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`mlvf run` is not implemented yet")
+/// Loads the plan of a manifest, or a plan saved as JSON; `store` overrides its store root.
+pub fn load_plan(
+    manifest: Option<&Path>,
+    plan_json: Option<&Path>,
+    store: Option<&Path>,
+) -> anyhow::Result<Plan> {
+    if let Some(p) = plan_json {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let mut plan: Plan = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a plan", p.display()))?;
+        if let Some(s) = store {
+            plan.store = s.to_path_buf();
+        }
+        return Ok(plan);
+    }
+    let manifest = manifest.context("no manifest given")?;
+    crate::plan::load(manifest, store)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let plan = load_plan(
+        args.manifest.as_deref(),
+        args.plan_json.as_deref(),
+        args.store.as_deref(),
+    )?;
+    if args.jobs == 0 {
+        return Err(super::UserError("--jobs must be at least 1".into()).into());
+    }
+    let mut opts = RunOptions::new()?;
+    opts.jobs = args.jobs;
+    opts.retries = args.retries;
+    opts.wait_lock = args.wait_lock;
+    opts.progress = !args.no_progress;
+    if args.verify_checksums {
+        opts.verify = VerifyLevel::Full;
+    }
+    let stop = opts.stop.clone();
+    // First Ctrl-C: stop cleanly (running workers are terminated and recorded as interrupted).
+    // Second: exit at once; the next `mlvf run` cleans up.
+    let _ = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("mlvf: stopping: terminating running tasks (Ctrl-C again to exit at once)");
+    });
+    let s = run_sweep(&plan, &opts)?;
+    println!(
+        "sweep {}: {} tasks: {} cached, {} ran, {} failed, {} blocked{}",
+        plan.sweep,
+        s.total,
+        s.cached,
+        s.ran,
+        s.failed.len(),
+        s.blocked.len(),
+        if s.stopped {
+            format!(", {} not run (stopped)", s.interrupted)
+        } else {
+            String::new()
+        }
+    );
+    for f in &s.failed {
+        println!(
+            "  failed: {} {} (attempt {}), log {}",
+            f.stage,
+            f.key,
+            f.attempt,
+            f.log_path.display()
+        );
+        for line in f
+            .error_tail
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            println!("    | {line}");
+        }
+    }
+    Ok(if s.stopped {
+        ExitCode::from(130)
+    } else if s.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

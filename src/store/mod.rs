@@ -1,3 +1,59 @@
 //! Task directories, atomic publish, DONE records with checksums, locks and gc.
+//!
+//! The files under a store root are the truth: a task is done exactly when its published
+//! directory holds a `DONE.json` that verifies ([`done::verify`]). The database is a cache of
+//! them that `mlvf db rebuild` can recreate.
 
+pub mod done;
+pub mod gc;
 pub mod layout;
+pub mod lock;
+pub mod metrics;
+pub mod publish;
+pub mod spec;
+pub mod sweeps;
+
+pub use done::{DoneRecord, OutputFile, VerifyLevel};
+pub use lock::StoreLock;
+pub use metrics::MetricRecord;
+
+/// Milliseconds since the Unix epoch: the one time format of DONE records and the database.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// This machine's host name (for attempt records and lock messages); "unknown" if unavailable.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return "unknown".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Writes `bytes` to `path` atomically: a sibling temporary file, fsync, rename. Readers see
+/// either the old content or the new one, never a half-written file.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("syncing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}

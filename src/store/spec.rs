@@ -1,0 +1,38 @@
+//! Task specs: `<root>/specs/<key>.json`, the JSON of a [`Task`] that the controller writes
+//! before it spawns `mlvf task run KEY`, and the only input the worker gets besides the key.
+
+use crate::plan::{Task, TaskKey};
+use crate::store::{layout, write_atomic};
+use anyhow::{bail, Context};
+use std::path::Path;
+
+/// Writes a task's spec unless an identical one is there. The key is a hash of the content
+/// that matters, so an existing spec only differs in which cells it lists.
+pub fn write_spec(root: &Path, task: &Task) -> anyhow::Result<()> {
+    let path = layout::spec_path(root, &task.key);
+    if path.exists() {
+        return Ok(());
+    }
+    write_atomic(&path, &serde_json::to_vec_pretty(task)?)
+}
+
+/// Reads the spec of `key`, checking it is the spec of that key.
+pub fn read_spec(root: &Path, key: &TaskKey) -> anyhow::Result<Task> {
+    let path = layout::spec_path(root, key);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "no spec for task {key} at {} (the controller writes it; is --store right?)",
+            path.display()
+        )
+    })?;
+    let task: Task = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a task spec", path.display()))?;
+    if task.key != *key {
+        bail!(
+            "{} holds the spec of task {}, not {key}",
+            path.display(),
+            task.key
+        );
+    }
+    Ok(task)
+}
