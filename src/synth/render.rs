@@ -100,10 +100,11 @@ fn texture_color(object: &Object, dx: f32, dy: f32, radius_px: f32) -> [u8; 3] {
         Texture::Stripes => ((dx + dy) / period).floor().rem_euclid(2.0) >= 1.0,
         Texture::Checker => ((dx / period).floor() + (dy / period).floor()).rem_euclid(2.0) >= 1.0,
         Texture::Dots => {
-            let spacing = (radius_px / 2.3).round().max(3.0);
+            // Sparse round dots, clearly apart, so they never read as a checkerboard.
+            let spacing = (radius_px / 1.7).round().max(4.0);
             let fx = dx - spacing * (dx / spacing).round();
             let fy = dy - spacing * (dy / spacing).round();
-            fx * fx + fy * fy <= (0.3 * spacing) * (0.3 * spacing)
+            fx * fx + fy * fy <= (0.26 * spacing) * (0.26 * spacing)
         }
     };
     if use_dark {
