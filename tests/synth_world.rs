@@ -325,3 +325,41 @@ fn no_image_is_shared_between_splits_or_benchmarks() {
         }
     }
 }
+
+#[test]
+fn answers_agree_with_the_pixels() {
+    let palette: HashMap<&str, [u8; 3]> = mlvf::synth::world::Color::ALL
+        .iter()
+        .map(|c| (c.name(), c.rgb()))
+        .collect();
+    let root = world();
+    // POPE "yes": the object's exact palette colour is drawn somewhere in the image.
+    for r in benchmark("synth_pope")
+        .1
+        .iter()
+        .filter(|r| r.answer == "yes")
+    {
+        let object = r.meta["object"].as_str().unwrap();
+        let color = palette[object.split(' ').next().unwrap()];
+        let img = image::open(root.join("benchmarks/synth_pope").join(&r.images[0]))
+            .unwrap()
+            .to_rgb8();
+        assert!(
+            img.pixels().any(|p| p.0 == color),
+            "{}: no {object} pixels",
+            r.id
+        );
+    }
+    // Text questions: the image holds a sign (its colour) with near-black glyphs on it.
+    for r in benchmark("synth_textvqa").1 {
+        let img = image::open(root.join("benchmarks/synth_textvqa").join(&r.images[0]))
+            .unwrap()
+            .to_rgb8();
+        let ink = img.pixels().filter(|p| p.0 == [15, 15, 15]).count();
+        assert!(
+            ink >= 8 * r.answer.len(),
+            "{}: only {ink} glyph pixels",
+            r.id
+        );
+    }
+}

@@ -106,16 +106,25 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  corpus     {}", world.corpus);
     if let Some(sheet_path) = &args.contact_sheet {
-        let items = synth::preview_items(&args.out, 8)?;
-        let mut images = Vec::new();
-        for (i, (path, line)) in items.iter().enumerate() {
-            let img = image::open(path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .to_rgb8();
-            images.push(img);
-            println!("  [row {} col {}] {line}", i / 8, i % 8);
+        const COLS: usize = 8;
+        let blank = image::RgbImage::from_pixel(
+            cfg.image_size,
+            cfg.image_size,
+            image::Rgb([255, 255, 255]),
+        );
+        let mut tiles = Vec::new();
+        // One row per benchmark, padded so rows line up.
+        for (row, p) in synth::preview(&args.out, COLS)?.iter().enumerate() {
+            for (col, (path, line)) in p.items.iter().enumerate() {
+                let img = image::open(path)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .to_rgb8();
+                tiles.push(img);
+                println!("  [row {row} col {col}] {} {line}", p.task);
+            }
+            tiles.extend(std::iter::repeat_n(blank.clone(), COLS - p.items.len()));
         }
-        synth::sheet::contact_sheet(&images, 8, 3)
+        synth::sheet::contact_sheet(&tiles, COLS, 3)
             .save(sheet_path)
             .with_context(|| format!("writing {}", sheet_path.display()))?;
         println!("contact sheet: {}", sheet_path.display());

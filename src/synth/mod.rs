@@ -206,6 +206,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> anyhow::Result<WorldSummary> {
     cfg.validate()?;
     let staging = output::Staging::new(out)?;
     let root = staging.path().to_path_buf();
+    let start = std::time::Instant::now();
     let (pretrain, pt_records) = write_split(
         &root,
         "pretrain",
@@ -222,10 +223,18 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> anyhow::Result<WorldSummary> {
         cfg,
         llava::finetune_record,
     )?;
+    tracing::info!(
+        seconds = start.elapsed().as_secs_f64(),
+        "synth: pretrain and finetune splits written"
+    );
     let benchmarks = Benchmark::ALL
         .iter()
         .map(|&b| bench::write_benchmark(&root, cfg, b))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    tracing::info!(
+        seconds = start.elapsed().as_secs_f64(),
+        "synth: benchmarks written"
+    );
     let corpus = "corpus.txt".to_string();
     write_corpus(&root.join(&corpus), &[&pt_records, &ft_records])?;
     let summary = WorldSummary {
@@ -242,31 +251,44 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> anyhow::Result<WorldSummary> {
     Ok(summary)
 }
 
-/// Paths of the first `per_benchmark` images of each benchmark of a generated world, with a line
-/// describing the first record on each (for contact sheets).
-pub fn preview_items(root: &Path, per_benchmark: usize) -> anyhow::Result<Vec<(PathBuf, String)>> {
+/// One benchmark's first images, each with a line describing the first question asked about it
+/// (for contact sheets).
+pub struct Preview {
+    pub task: String,
+    pub items: Vec<(PathBuf, String)>,
+}
+
+/// The first `per_benchmark` distinct images of every benchmark of the world at `root`.
+pub fn preview(root: &Path, per_benchmark: usize) -> anyhow::Result<Vec<Preview>> {
     let world = WorldSummary::load(root)?;
-    let mut items = Vec::new();
+    let mut out = Vec::new();
     for b in &world.benchmarks {
         let data_path = root.join(&b.dir).join("data.jsonl");
         let data = fs::read_to_string(&data_path)
             .with_context(|| format!("reading {}", data_path.display()))?;
         let mut seen = std::collections::HashSet::new();
-        for line in data.lines() {
+        let mut items = Vec::new();
+        for (n, line) in data.lines().enumerate() {
             let r: BenchRecord = serde_json::from_str(line)
-                .with_context(|| format!("parsing a record of {}", data_path.display()))?;
-            let image = r.images.first().cloned().unwrap_or_default();
+                .with_context(|| format!("{}:{}: not a record", data_path.display(), n + 1))?;
+            let Some(image) = r.images.first() else {
+                continue;
+            };
             if !seen.insert(image.clone()) {
                 continue;
             }
             items.push((
-                root.join(&b.dir).join(&image),
-                format!("{} {}: {} -> {}", b.task, r.id, r.question, r.answer),
+                root.join(&b.dir).join(image),
+                format!("{}: {} -> {}", r.id, r.question, r.answer),
             ));
-            if seen.len() == per_benchmark {
+            if items.len() == per_benchmark {
                 break;
             }
         }
+        out.push(Preview {
+            task: b.task.clone(),
+            items,
+        });
     }
-    Ok(items)
+    Ok(out)
 }

@@ -6,7 +6,7 @@ use super::scene::{Object, Scene, Sign};
 use super::world::{Shape, Texture};
 use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Glyph colour on signs.
@@ -33,24 +33,32 @@ fn background(scene: &Scene, size: u32) -> RgbImage {
         .map(|_| rng.random_range(-16.0f32..16.0))
         .collect();
     let base = scene.background.base;
-    RgbImage::from_fn(size, size, |x, y| {
-        let (gx, gy) = (x / STEP, y / STEP);
-        let (fx, fy) = (
-            (x % STEP) as f32 / STEP as f32,
-            (y % STEP) as f32 / STEP as f32,
-        );
-        let at = |i: u32, j: u32| lattice[(j * n + i) as usize];
-        let smooth = at(gx, gy) * (1.0 - fx) * (1.0 - fy)
-            + at(gx + 1, gy) * fx * (1.0 - fy)
-            + at(gx, gy + 1) * (1.0 - fx) * fy
-            + at(gx + 1, gy + 1) * fx * fy;
-        let mut px = [0u8; 3];
-        for (c, out) in px.iter_mut().enumerate() {
-            let grain = rng.random_range(-6.0f32..6.0);
-            *out = (base[c] as f32 + smooth + grain).round().clamp(0.0, 255.0) as u8;
+    // Plain loops over the raw buffer: this runs for every pixel of every image, and debug builds
+    // (what tests use) pay heavily for per-pixel closures.
+    let mut buf = vec![0u8; (size * size * 3) as usize];
+    let mut smooth_row = vec![0f32; size as usize];
+    for y in 0..size {
+        let (gy, fy) = (y / STEP, (y % STEP) as f32 / STEP as f32);
+        for x in 0..size {
+            let (gx, fx) = (x / STEP, (x % STEP) as f32 / STEP as f32);
+            let top = lattice[(gy * n + gx) as usize] * (1.0 - fx)
+                + lattice[(gy * n + gx + 1) as usize] * fx;
+            let bottom = lattice[((gy + 1) * n + gx) as usize] * (1.0 - fx)
+                + lattice[((gy + 1) * n + gx + 1) as usize] * fx;
+            smooth_row[x as usize] = top * (1.0 - fy) + bottom * fy;
         }
-        Rgb(px)
-    })
+        let row = &mut buf[(y * size * 3) as usize..((y + 1) * size * 3) as usize];
+        for (x, px) in row.chunks_exact_mut(3).enumerate() {
+            // One draw per pixel, one byte of it per channel: grain in -6..=6.
+            let bits = rng.next_u32();
+            let smooth = smooth_row[x];
+            for c in 0..3 {
+                let grain = ((bits >> (8 * c)) & 0xff) as f32 * (12.0 / 255.0) - 6.0;
+                px[c] = (base[c] as f32 + smooth + grain).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    RgbImage::from_raw(size, size, buf).expect("buffer sized for the image")
 }
 
 /// Whether the point (u, v), in units of the object's radius from its centre, lies inside `shape`.
@@ -68,15 +76,24 @@ pub fn inside(shape: Shape, u: f32, v: f32) -> bool {
     }
 }
 
+/// The outline of a five-pointed star (first point straight up), computed once.
+fn star_outline() -> &'static [(f32, f32); 10] {
+    static OUTLINE: std::sync::OnceLock<[(f32, f32); 10]> = std::sync::OnceLock::new();
+    OUTLINE.get_or_init(|| {
+        const INNER: f32 = 0.45;
+        let mut pts = [(0.0f32, 0.0f32); 10];
+        for (i, p) in pts.iter_mut().enumerate() {
+            let a = -std::f32::consts::FRAC_PI_2 + i as f32 * std::f32::consts::PI / 5.0;
+            let rad = if i % 2 == 0 { 1.05 } else { INNER };
+            *p = (rad * a.cos(), rad * a.sin());
+        }
+        pts
+    })
+}
+
 fn inside_star(u: f32, v: f32) -> bool {
-    // Five-pointed star, first point straight up; even-odd test against its 10-vertex outline.
-    const INNER: f32 = 0.45;
-    let mut pts = [(0.0f32, 0.0f32); 10];
-    for (i, p) in pts.iter_mut().enumerate() {
-        let a = -std::f32::consts::FRAC_PI_2 + i as f32 * std::f32::consts::PI / 5.0;
-        let rad = if i % 2 == 0 { 1.05 } else { INNER };
-        *p = (rad * a.cos(), rad * a.sin());
-    }
+    // Even-odd test against the 10-vertex outline.
+    let pts = star_outline();
     let mut inside = false;
     let mut j = pts.len() - 1;
     for i in 0..pts.len() {

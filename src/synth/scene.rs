@@ -260,8 +260,7 @@ fn cell_of(cx: f32, cy: f32) -> Cell {
 }
 
 /// Two overlapping objects that differ in both shape and colour (so "the red star" and "the blue
-/// circle" name them), the front one partly hiding the back one. The front one is sometimes the
-/// smaller, so "in front" cannot be read off size alone.
+/// circle" name them), the front one partly hiding the back one.
 fn occlusion_scene<R: Rng>(rng: &mut R) -> Scene {
     let background = sample_background(rng);
     let cell_side = 1.0 / Cell::GRID as f32;
@@ -275,16 +274,18 @@ fn occlusion_scene<R: Rng>(rng: &mut R) -> Scene {
     while front_color == back_color {
         front_color = Color::ALL[pick_weighted(rng, &Color::PRIOR)];
     }
-    let back_r = 1.25 * Size::Large.radius_in_cells() * cell_side;
-    let front_size = if rng.random_bool(0.5) {
-        Size::Small
-    } else {
-        Size::Large
+    // Sizes and textures of both objects are drawn independently, so neither "the smaller one" nor
+    // "the patterned one" tells which is in front: only the occlusion does.
+    let full_r = 1.25 * Size::Large.radius_in_cells() * cell_side;
+    let draw_size = |rng: &mut R| {
+        if rng.random_bool(0.5) {
+            (Size::Small, 0.72 * full_r)
+        } else {
+            (Size::Large, full_r)
+        }
     };
-    let front_r = match front_size {
-        Size::Large => back_r,
-        Size::Small => 0.7 * back_r,
-    };
+    let (back_size, back_r) = draw_size(rng);
+    let (front_size, front_r) = draw_size(rng);
     let bx = 0.5 + rng.random_range(-0.08..=0.08);
     let by = 0.5 + rng.random_range(-0.08..=0.08);
     let angle = rng.random_range(0.0..std::f32::consts::TAU);
@@ -295,8 +296,8 @@ fn occlusion_scene<R: Rng>(rng: &mut R) -> Scene {
     let back = Object {
         shape: back_shape,
         color: back_color,
-        texture: Texture::Solid,
-        size: Size::Large,
+        texture: Texture::ALL[pick_weighted(rng, &Texture::PRIOR)],
+        size: back_size,
         cell: cell_of(bx, by),
         cx: bx,
         cy: by,
