@@ -213,8 +213,15 @@ fn text_only_turn(rng: &mut ChaCha8Rng) -> (String, String) {
             )
         }
         _ => {
-            let (a, b) = (*pick(rng, &Shape::ALL), *pick(rng, &Shape::ALL));
-            let answer = if a.corners() >= b.corners() { a } else { b };
+            // Two shapes with different corner counts, so there is one right answer.
+            let a = *pick(rng, &Shape::ALL);
+            let others: Vec<Shape> = Shape::ALL
+                .iter()
+                .copied()
+                .filter(|s| s.corners() != a.corners())
+                .collect();
+            let b = *pick(rng, &others);
+            let answer = if a.corners() > b.corners() { a } else { b };
             (
                 format!(
                     "Which has more corners, a {} or a {}?{}",

@@ -69,7 +69,7 @@ pub fn inside(shape: Shape, u: f32, v: f32) -> bool {
         Shape::Diamond => u.abs() + v.abs() <= 1.05,
         Shape::Triangle => {
             // Upward triangle with apex (0, -1) and base at v = 0.8.
-            v <= 0.8 && v >= -1.0 && u.abs() <= (v + 1.0) * (1.0 / 1.8)
+            (-1.0..=0.8).contains(&v) && u.abs() <= (v + 1.0) * (1.0 / 1.8)
         }
         Shape::Cross => (u.abs() <= 0.33 && v.abs() <= 1.0) || (v.abs() <= 0.33 && u.abs() <= 1.0),
         Shape::Star => inside_star(u, v),
@@ -154,8 +154,8 @@ fn draw_object(img: &mut RgbImage, object: &Object) {
             let color = texture_color(object, dx, dy, r);
             let alpha = covered as f32 / 4.0;
             let px = img.get_pixel_mut(x, y);
-            for c in 0..3 {
-                px.0[c] = (color[c] as f32 * alpha + px.0[c] as f32 * (1.0 - alpha)).round() as u8;
+            for (out, &new) in px.0.iter_mut().zip(&color) {
+                *out = (new as f32 * alpha + *out as f32 * (1.0 - alpha)).round() as u8;
             }
         }
     }

@@ -122,7 +122,7 @@ pub enum SignChoice {
 }
 
 fn sample_background<R: Rng>(rng: &mut R) -> Background {
-    let level = rng.random_range(55..=105) as i32;
+    let level: i32 = rng.random_range(55..=105);
     let mut base = [0u8; 3];
     for c in &mut base {
         *c = (level + rng.random_range(-14..=14)).clamp(0, 255) as u8;

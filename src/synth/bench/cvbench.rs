@@ -13,16 +13,28 @@ use crate::synth::scene::{sample_scene, Layout, Scene, SceneSpec, SignChoice};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-fn record(
-    index: usize,
+/// One CV-Bench question before its options are ordered.
+struct Item {
     question: String,
-    mut options: Vec<String>,
-    answer: &str,
-    task: &str,
-    kind: &str,
+    options: Vec<String>,
+    answer: String,
+    /// CV-Bench `task`: Count, Relation, Depth, Size.
+    task: &'static str,
+    /// CV-Bench `type`: 2D or 3D.
+    kind: &'static str,
     family: Family,
-    rng: &mut ChaCha8Rng,
-) -> BenchRecord {
+}
+
+fn record(index: usize, item: Item, rng: &mut ChaCha8Rng) -> BenchRecord {
+    let Item {
+        question,
+        mut options,
+        answer,
+        task,
+        kind,
+        family,
+    } = item;
+    let answer = answer.as_str();
     // Wrong options in random order; the answer's letter cycles with the item index, so each
     // letter is right equally often and a model that always says "A" scores exactly chance.
     options.retain(|o| o != answer);
@@ -120,7 +132,15 @@ pub fn unit_2d(cfg: &SynthConfig, index: usize, rng: &mut ChaCha8Rng) -> anyhow:
     } else {
         ("Relation", Family::Relation)
     };
-    let r = record(index, q, options, &answer, task, "2D", family, rng);
+    let item = Item {
+        question: q,
+        options,
+        answer,
+        task,
+        kind: "2D",
+        family,
+    };
+    let r = record(index, item, rng);
     Ok(Unit {
         scene,
         records: vec![r],
@@ -156,16 +176,15 @@ pub fn unit_3d(cfg: &SynthConfig, index: usize, rng: &mut ChaCha8Rng) -> anyhow:
         );
         let options = vec![format!("the {front}"), format!("the {back}")];
         let answer = format!("the {front}");
-        let r = record(
-            index,
-            q,
+        let item = Item {
+            question: q,
             options,
-            &answer,
-            "Depth",
-            "3D",
-            Family::Depth,
-            rng,
-        );
+            answer,
+            task: "Depth",
+            kind: "3D",
+            family: Family::Depth,
+        };
+        let r = record(index, item, rng);
         return Ok(Unit {
             scene,
             records: vec![r],
@@ -194,7 +213,15 @@ pub fn unit_3d(cfg: &SynthConfig, index: usize, rng: &mut ChaCha8Rng) -> anyhow:
             answer,
         ))
     })?;
-    let r = record(index, q, options, &answer, "Size", "3D", Family::Size, rng);
+    let item = Item {
+        question: q,
+        options,
+        answer,
+        task: "Size",
+        kind: "3D",
+        family: Family::Size,
+    };
+    let r = record(index, item, rng);
     Ok(Unit {
         scene,
         records: vec![r],

@@ -108,10 +108,8 @@ pub fn unit(cfg: &SynthConfig, index: usize, rng: &mut ChaCha8Rng) -> anyhow::Re
             r.meta.insert("main".into(), Value::Bool(shift == 0));
             r.meta.insert("index".into(), row_index.into());
             r.meta.insert("l2_category".into(), l2.into());
-            r.meta.insert(
-                "hint".into(),
-                hint.map(|h| Value::from(h)).unwrap_or(Value::Null),
-            );
+            r.meta
+                .insert("hint".into(), hint.map(Value::from).unwrap_or(Value::Null));
             r
         })
         .collect();

@@ -29,7 +29,7 @@ fn popular_absent(scene: &Scene, rng: &mut ChaCha8Rng) -> (Color, Shape) {
         }
     }
     // Stable sort by frequency, highest first; pick among the top three for variety.
-    ranked.sort_by(|a, b| b.0.cmp(&a.0));
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.0));
     let (_, c, s) = *pick(rng, &ranked[..3.min(ranked.len())]);
     (c, s)
 }
