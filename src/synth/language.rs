@@ -76,6 +76,11 @@ pub fn refer(scene: &Scene, index: usize, avoid: &[Attr]) -> Option<String> {
         .iter()
         .filter(|attrs| !attrs.iter().any(|a| avoid.contains(a)))
         .filter(|attrs| scene.layout == Layout::Grid || !attrs.contains(&Attr::Position))
+        // "the yellow object" could also mean a yellow sign: without a shape noun, only
+        // position-based references stay unambiguous in a scene with a sign.
+        .filter(|attrs| {
+            scene.sign.is_none() || attrs.contains(&Attr::Shape) || attrs.contains(&Attr::Position)
+        })
         .find(|attrs| {
             scene
                 .objects
@@ -230,6 +235,26 @@ mod tests {
             "object in the top left corner"
         );
         assert_eq!(refer(&s, 2, &[Attr::Shape]).unwrap(), "large object");
+    }
+
+    #[test]
+    fn a_sign_blocks_references_without_a_shape_noun() {
+        let mut s = scene(vec![
+            obj(Shape::Star, Color::Yellow, Size::Small, 0, 0),
+            obj(Shape::Circle, Color::Red, Size::Large, 2, 2),
+        ]);
+        assert_eq!(refer(&s, 0, &[Attr::Shape]).unwrap(), "yellow object");
+        s.sign = Some(crate::synth::scene::Sign {
+            text: "CAT".into(),
+            kind: TextKind::Word,
+            color: Color::Yellow,
+            row: 1,
+            cx: 0.5,
+        });
+        assert_eq!(
+            refer(&s, 0, &[Attr::Shape]).unwrap(),
+            "object in the top left corner"
+        );
     }
 
     #[test]

@@ -342,7 +342,8 @@ pub fn open<R: Rng>(scene: &Scene, family: Family, rng: &mut R) -> Option<Open> 
                         "shapes".to_string(),
                     )
                 }
-                1 => {
+                // With a sign in view, "red objects" could include it: count shapes instead.
+                1 if scene.sign.is_none() => {
                     let c = scene.objects[rng.random_range(0..scene.objects.len())].color;
                     let n = scene.count_color(c);
                     let what = format!("{} objects", c.name());
