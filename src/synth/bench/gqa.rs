@@ -54,14 +54,13 @@ pub fn unit(cfg: &SynthConfig, index: usize, rng: &mut ChaCha8Rng) -> anyhow::Re
     )
     .with_family(family);
     record.category = Some(family.name().into());
-    record.qtype = Some(
-        if verify || family == Family::Existence {
-            "verify"
-        } else {
-            "query"
-        }
-        .into(),
-    );
+    // GQA's `types.structural`: "verify" (yes/no) or "query" (open).
+    let structural = if verify || family == Family::Existence {
+        "verify"
+    } else {
+        "query"
+    };
+    record.meta.insert("structural".into(), structural.into());
     Ok(Unit {
         scene,
         records: vec![record],
