@@ -98,3 +98,24 @@ fn refuses_a_non_empty_destination_and_leaves_no_partial_world() {
         .collect();
     assert_eq!(names, ["busy"], "left behind: {names:?}");
 }
+
+/// The quickstart world's generation time (the default `tiny` scale). Ignored by default: it is a
+/// figure to report (`cargo test --test synth_determinism -- --ignored --nocapture`), and wall time
+/// on a shared machine says little.
+#[test]
+#[ignore]
+fn tiny_scale_generation_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig::default();
+    let start = std::time::Instant::now();
+    let world = synth::generate(&cfg, &tmp.path().join("w")).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let records: usize = world.benchmarks.iter().map(|b| b.records).sum();
+    eprintln!(
+        "tiny world: {} pretrain + {} finetune + {records} benchmark records in {secs:.1}s on {} threads",
+        world.pretrain.records,
+        world.finetune.records,
+        rayon::current_num_threads()
+    );
+    assert!(secs < 300.0, "generation took {secs:.0}s");
+}

@@ -63,6 +63,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod geometry;
 pub mod language;
 pub mod llava;
 pub mod output;

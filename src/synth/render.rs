@@ -2,8 +2,9 @@
 //! and signs with scaled font8x8 glyphs. Pure functions of (scene, size): byte-identical output on
 //! every run and thread.
 
+use super::geometry::inside;
 use super::scene::{Object, Scene, Sign};
-use super::world::{Shape, Texture};
+use super::world::Texture;
 use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
 use rand::{Rng, RngCore, SeedableRng};
@@ -59,52 +60,6 @@ fn background(scene: &Scene, size: u32) -> RgbImage {
         }
     }
     RgbImage::from_raw(size, size, buf).expect("buffer sized for the image")
-}
-
-/// Whether the point (u, v), in units of the object's radius from its centre, lies inside `shape`.
-pub fn inside(shape: Shape, u: f32, v: f32) -> bool {
-    match shape {
-        Shape::Circle => u * u + v * v <= 1.0,
-        Shape::Square => u.abs() <= 0.82 && v.abs() <= 0.82,
-        Shape::Diamond => u.abs() + v.abs() <= 1.05,
-        Shape::Triangle => {
-            // Upward triangle with apex (0, -1) and base at v = 0.8.
-            (-1.0..=0.8).contains(&v) && u.abs() <= (v + 1.0) * (1.0 / 1.8)
-        }
-        Shape::Cross => (u.abs() <= 0.33 && v.abs() <= 1.0) || (v.abs() <= 0.33 && u.abs() <= 1.0),
-        Shape::Star => inside_star(u, v),
-    }
-}
-
-/// The outline of a five-pointed star (first point straight up), computed once.
-fn star_outline() -> &'static [(f32, f32); 10] {
-    static OUTLINE: std::sync::OnceLock<[(f32, f32); 10]> = std::sync::OnceLock::new();
-    OUTLINE.get_or_init(|| {
-        const INNER: f32 = 0.45;
-        let mut pts = [(0.0f32, 0.0f32); 10];
-        for (i, p) in pts.iter_mut().enumerate() {
-            let a = -std::f32::consts::FRAC_PI_2 + i as f32 * std::f32::consts::PI / 5.0;
-            let rad = if i % 2 == 0 { 1.05 } else { INNER };
-            *p = (rad * a.cos(), rad * a.sin());
-        }
-        pts
-    })
-}
-
-fn inside_star(u: f32, v: f32) -> bool {
-    // Even-odd test against the 10-vertex outline.
-    let pts = star_outline();
-    let mut inside = false;
-    let mut j = pts.len() - 1;
-    for i in 0..pts.len() {
-        let (xi, yi) = pts[i];
-        let (xj, yj) = pts[j];
-        if (yi > v) != (yj > v) && u < (xj - xi) * (v - yi) / (yj - yi) + xi {
-            inside = !inside;
-        }
-        j = i;
-    }
-    inside
 }
 
 /// The colour of a textured object at pixel offset (dx, dy) from its centre.
@@ -216,6 +171,7 @@ fn draw_sign(img: &mut RgbImage, sign: &Sign) {
 mod tests {
     use super::*;
     use crate::synth::scene::{Background, Layout, TextKind};
+    use crate::synth::world::Shape;
     use crate::synth::world::{Cell, Color, Size};
 
     fn one_object_scene(shape: Shape) -> Scene {

@@ -1,6 +1,7 @@
 //! Scenes: what an image shows, as data. Every caption, question and answer is computed from a
 //! `Scene`, never from pixels, so answers are correct by construction; `render` then draws it.
 
+use super::geometry::overlap;
 use super::rng::{pick, pick_weighted, shuffle};
 use super::world::{Cell, Color, Shape, Size, Texture, LETTERS, WORDS};
 use rand::Rng;
@@ -286,33 +287,76 @@ fn occlusion_scene<R: Rng>(rng: &mut R) -> Scene {
     };
     let (back_size, back_r) = draw_size(rng);
     let (front_size, front_r) = draw_size(rng);
-    let bx = 0.5 + rng.random_range(-0.08..=0.08);
-    let by = 0.5 + rng.random_range(-0.08..=0.08);
-    let angle = rng.random_range(0.0..std::f32::consts::TAU);
-    // Far enough apart that both stay recognisable, close enough that they overlap.
-    let dist = 0.85 * back_r.max(front_r);
-    let fx = bx + dist * angle.cos();
-    let fy = by + dist * angle.sin();
-    let back = Object {
-        shape: back_shape,
-        color: back_color,
-        texture: Texture::ALL[pick_weighted(rng, &Texture::PRIOR)],
-        size: back_size,
-        cell: cell_of(bx, by),
-        cx: bx,
-        cy: by,
-        r: back_r,
+    let back_texture = Texture::ALL[pick_weighted(rng, &Texture::PRIOR)];
+    let front_texture = Texture::ALL[pick_weighted(rng, &Texture::PRIOR)];
+    let make = |shape, color, texture, size, cx: f32, cy: f32, r| Object {
+        shape,
+        color,
+        texture,
+        size,
+        cell: cell_of(cx, cy),
+        cx,
+        cy,
+        r,
     };
-    let front = Object {
-        shape: front_shape,
-        color: front_color,
-        texture: Texture::ALL[pick_weighted(rng, &Texture::PRIOR)],
-        size: front_size,
-        cell: cell_of(fx, fy),
-        cx: fx,
-        cy: fy,
-        r: front_r,
-    };
+    // Place the front object around the back one until the silhouettes really overlap (thin
+    // crosses and stars can miss each other) while at least half of the back object stays visible.
+    let mut placed = None;
+    for _ in 0..100 {
+        let bx = 0.5 + rng.random_range(-0.08..=0.08);
+        let by = 0.5 + rng.random_range(-0.08..=0.08);
+        let angle = rng.random_range(0.0..std::f32::consts::TAU);
+        let dist = rng.random_range(0.45..0.7) * (back_r + front_r);
+        let back = make(
+            back_shape,
+            back_color,
+            back_texture,
+            back_size,
+            bx,
+            by,
+            back_r,
+        );
+        let front = make(
+            front_shape,
+            front_color,
+            front_texture,
+            front_size,
+            bx + dist * angle.cos(),
+            by + dist * angle.sin(),
+            front_r,
+        );
+        let (in_back, in_front, both) = overlap(&back, &front, 48);
+        let hidden = both as f32 / in_back.max(1) as f32;
+        if both * 10 >= in_back.min(in_front) && hidden <= 0.5 {
+            placed = Some((back, front));
+            break;
+        }
+    }
+    // Rarely needed (most placements qualify): centres this close always overlap, because every
+    // silhouette contains the disc of radius `geometry::CORE` around its centre.
+    let (back, front) = placed.unwrap_or_else(|| {
+        let dist = 0.9 * crate::synth::geometry::CORE * back_r.min(front_r);
+        (
+            make(
+                back_shape,
+                back_color,
+                back_texture,
+                back_size,
+                0.5,
+                0.5,
+                back_r,
+            ),
+            make(
+                front_shape,
+                front_color,
+                front_texture,
+                front_size,
+                0.5 + dist,
+                0.5,
+                front_r,
+            ),
+        )
+    });
     Scene {
         objects: vec![back, front],
         sign: None,
@@ -354,6 +398,26 @@ mod tests {
             for o in &s.objects {
                 assert_eq!(cell_of(o.cx, o.cy), o.cell, "object centre left its cell");
             }
+        }
+    }
+
+    #[test]
+    fn occluding_pairs_overlap_and_leave_the_back_object_visible() {
+        for i in 0..200 {
+            let mut rng = item_rng(2, "occlusion-test", i);
+            let spec = SceneSpec {
+                min_objects: 2,
+                max_objects: 2,
+                sign: SignChoice::No,
+                layout: Layout::Occlusion,
+            };
+            let s = sample_scene(&mut rng, &spec);
+            let (back, front) = (&s.objects[0], &s.objects[1]);
+            assert_ne!(back.shape, front.shape);
+            assert_ne!(back.color, front.color);
+            let (in_back, _, both) = overlap(back, front, 48);
+            assert!(both > 0, "scene {i}: no overlap");
+            assert!(both * 2 <= in_back, "scene {i}: back object mostly hidden");
         }
     }
 
