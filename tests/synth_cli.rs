@@ -39,6 +39,8 @@ fn writes_a_world_and_reports_what_it_wrote() {
     assert_eq!(world.config.image_size, 72);
     assert_eq!(world.pretrain.records, 10);
     assert_eq!(world.finetune.records, 12);
+    let pope = world.benchmark_dir(&out, "pope").unwrap();
+    assert!(pope.join("manifest.json").is_file());
     // Fields the file does not set keep the preset's values.
     assert_eq!(
         world.config.max_objects,

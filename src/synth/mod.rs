@@ -140,6 +140,18 @@ impl WorldSummary {
     }
 }
 
+impl WorldSummary {
+    /// The directory of benchmark `name` (any name [`Benchmark::from_name`] accepts) in the world
+    /// at `root`.
+    pub fn benchmark_dir(&self, root: &Path, name: &str) -> Option<PathBuf> {
+        let task = Benchmark::from_name(name)?.spec().task;
+        self.benchmarks
+            .iter()
+            .find(|b| b.task == task)
+            .map(|b| root.join(&b.dir))
+    }
+}
+
 type RecordFn = fn(&SynthConfig, usize) -> anyhow::Result<llava::ImageRecord>;
 
 /// Renders `n` records of a training split in parallel, writing images as they come, and the

@@ -235,6 +235,17 @@ impl Benchmark {
         }
     }
 
+    /// Finds a benchmark by its task name (`synth_pope`), its short name (`pope`, `cvbench_2d`) or
+    /// the lmms-eval task it mirrors (`pope`, `cv_bench_2d`, `textvqa_val`).
+    pub fn from_name(name: &str) -> Option<Benchmark> {
+        Benchmark::ALL.into_iter().find(|b| {
+            let spec = b.spec();
+            name == spec.task
+                || Some(name) == spec.task.strip_prefix("synth_")
+                || name == spec.mirrors
+        })
+    }
+
     /// Number of image units for a target record count.
     pub fn units(self, n_records: usize) -> usize {
         n_records.div_ceil(self.spec().records_per_unit).max(1)
@@ -356,4 +367,38 @@ pub fn write_benchmark(
         records: records.len(),
         images: seen.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn benchmarks_are_found_by_task_short_and_mirrored_names() {
+        assert_eq!(Benchmark::from_name("synth_pope"), Some(Benchmark::Pope));
+        assert_eq!(
+            Benchmark::from_name("cvbench_2d"),
+            Some(Benchmark::CvBench2d)
+        );
+        assert_eq!(
+            Benchmark::from_name("cv_bench_3d"),
+            Some(Benchmark::CvBench3d)
+        );
+        assert_eq!(
+            Benchmark::from_name("textvqa_val"),
+            Some(Benchmark::TextVqa)
+        );
+        assert_eq!(Benchmark::from_name("mmbench"), Some(Benchmark::MmBench));
+        assert_eq!(Benchmark::from_name("vqav2"), None);
+        let tasks: HashSet<&str> = Benchmark::ALL.iter().map(|b| b.spec().task).collect();
+        assert_eq!(tasks.len(), Benchmark::ALL.len());
+    }
+
+    #[test]
+    fn unit_counts_round_up_to_whole_images() {
+        assert_eq!(Benchmark::Pope.units(240), 40);
+        assert_eq!(Benchmark::Pope.units(241), 41);
+        assert_eq!(Benchmark::MmBench.units(10), 3);
+        assert_eq!(Benchmark::Gqa.units(7), 7);
+    }
 }
