@@ -58,8 +58,9 @@
 //! - Deterministic: each item draws from its own ChaCha8 stream seeded by (seed, split, index), so
 //!   the same config gives byte-identical files whatever the thread count.
 //! - Disjoint: pretrain, finetune and every benchmark use different streams; no image is shared.
-//! - Atomic: the world is written to a sibling staging directory and renamed into place when
-//!   complete; a failed or interrupted run leaves no partial world behind.
+//! - Atomic: the world is written to a sibling staging directory (`.<name>.partial-<pid>`) and
+//!   renamed into place when complete, `world.json` last. A failed run removes its staging
+//!   directory; a killed one leaves only that hidden directory, never a half-written `<out>`.
 
 pub mod bench;
 pub mod config;

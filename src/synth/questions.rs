@@ -230,10 +230,16 @@ pub fn open<R: Rng>(scene: &Scene, family: Family, rng: &mut R) -> Option<Open> 
             })
         }
         Family::Size => {
-            let i = random_object(scene, rng)?;
             if scene.layout != Layout::Grid {
                 return None;
             }
+            // The comparative form is what CV-Bench-3D-like items ask.
+            if rng.random_bool(0.4) {
+                if let Some(q) = size_comparison(scene, rng) {
+                    return Some(q);
+                }
+            }
+            let i = random_object(scene, rng)?;
             let r = the(&refer(scene, i, &[Attr::Size])?);
             let s = scene.objects[i].size;
             let other = if s == Size::Small {
@@ -489,6 +495,35 @@ pub fn open<R: Rng>(scene: &Scene, family: Family, rng: &mut R) -> Option<Open> 
             })
         }
     }
+}
+
+/// "Which object appears larger, the X or the Y?" for two objects of different sizes, named
+/// without their size.
+pub fn size_comparison<R: Rng>(scene: &Scene, rng: &mut R) -> Option<Open> {
+    let n = scene.objects.len();
+    if n < 2 {
+        return None;
+    }
+    let a = rng.random_range(0..n);
+    let b = (a + rng.random_range(1..n)) % n;
+    let (oa, ob) = (&scene.objects[a], &scene.objects[b]);
+    if oa.size == ob.size {
+        return None;
+    }
+    let ra = refer(scene, a, &[Attr::Size])?;
+    let rb = refer(scene, b, &[Attr::Size])?;
+    let (larger, smaller) = if oa.r > ob.r {
+        (ra.clone(), rb.clone())
+    } else {
+        (rb.clone(), ra.clone())
+    };
+    Some(Open {
+        family: Family::Size,
+        question: format!("Which object appears larger in the image, the {ra} or the {rb}?"),
+        sentence: format!("The {larger} is larger than the {smaller}."),
+        answer: larger,
+        distractors: vec![smaller],
+    })
 }
 
 /// Two objects in different columns (`horizontal`) or rows, with the axis to ask about.

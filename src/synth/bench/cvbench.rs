@@ -7,7 +7,7 @@ use super::{retry, BenchRecord, Unit};
 use crate::synth::config::SynthConfig;
 use crate::synth::language::{refer, Attr};
 use crate::synth::prompts;
-use crate::synth::questions::Family;
+use crate::synth::questions::{size_comparison, Family};
 use crate::synth::rng::shuffle;
 use crate::synth::scene::{sample_scene, Layout, Scene, SceneSpec, SignChoice};
 use rand::Rng;
@@ -191,28 +191,17 @@ pub fn unit_3d(cfg: &SynthConfig, index: usize, rng: &mut ChaCha8Rng) -> anyhow:
         });
     }
     let spec = grid_spec(cfg);
-    let (scene, q, options, answer) = retry(|| {
+    let (scene, q) = retry(|| {
         let scene = sample_scene(rng, &spec);
-        let n = scene.objects.len();
-        let a = rng.random_range(0..n);
-        let b = (a + rng.random_range(1..n)) % n;
-        let (oa, ob) = (&scene.objects[a], &scene.objects[b]);
-        if oa.size == ob.size {
-            return None;
-        }
-        // Never name the size: the question is what the image shows.
-        let ra = refer(&scene, a, &[Attr::Size])?;
-        let rb = refer(&scene, b, &[Attr::Size])?;
-        let larger = if oa.r > ob.r { &ra } else { &rb };
-        let answer = format!("the {larger}");
-        let q = format!("Which object appears larger in the image, the {ra} or the {rb}?");
-        Some((
-            scene.clone(),
-            q,
-            vec![format!("the {ra}"), format!("the {rb}")],
-            answer,
-        ))
+        let q = size_comparison(&scene, rng)?;
+        Some((scene, q))
     })?;
+    let options = vec![
+        format!("the {}", q.answer),
+        format!("the {}", q.distractors[0]),
+    ];
+    let answer = format!("the {}", q.answer);
+    let q = q.question;
     let item = Item {
         question: q,
         options,
