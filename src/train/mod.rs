@@ -1,1 +1,7 @@
 //! Training: LLaVA data and templates, optimiser and schedule, the loop, checkpoints.
+
+pub mod checkpoint;
+pub mod grad;
+pub mod loss;
+pub mod optim;
+pub mod schedule;
