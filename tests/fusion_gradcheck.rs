@@ -3,7 +3,9 @@
 //!
 //! Every parameter is set to generic random values first (E_M's fresh offsets/gates are zero,
 //! which would make many gradients trivially zero), and the loss is ⟨output, R⟩ for a fixed
-//! random R, so every output element contributes.
+//! random R, so every output element contributes. The tolerance (relative 1e-4) leaves room
+//! for candle's GELU-erf backward, which uses 0.398942 for 1/√(2π) (errors up to ~3e-5 here);
+//! a wrong gradient is off by O(1). The bilinear sampler alone agrees to ~1e-8.
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
@@ -65,7 +67,7 @@ fn check(vars: &[(String, Var)], loss: &dyn Fn() -> Tensor, per_var: usize) -> f
             let numeric = (up - down) / (2.0 * h);
             let err = (numeric - g[i]).abs() / (1e-3 + numeric.abs().max(g[i].abs()));
             assert!(
-                err < 1e-5,
+                err < 1e-4,
                 "{name}[{i}]: analytic {} vs numeric {numeric} (rel err {err:e})",
                 g[i]
             );
@@ -90,7 +92,8 @@ fn randomized_module(
     let map = VarMap::new();
     let m = FusionModel::init(cfg, &map, seed, DType::F64, &Device::Cpu).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
-    for (name, var) in map.data().lock().unwrap().iter() {
+    // Sorted, so the same values land on the same parameters in every run (HashMap order is not).
+    for (name, var) in named_vars(&map) {
         // Offsets of a couple of pixels reach neighbouring and border pixels; all else O(1).
         let scale = if name.contains("sampling_offsets") {
             1.7

@@ -119,6 +119,10 @@ pub fn sample_bilinear(
     let px = px.to_dtype(cdt)?;
     let py = py.to_dtype(cdt)?;
     let weights = weights.to_dtype(cdt)?;
+    if (n * total) as u64 > u32::MAX as u64 {
+        bail!("sample_bilinear: {n}×{total} positions exceed u32 indexing; use smaller batches");
+    }
+    let (w_max, h_max) = ((grid.cols - 1) as f64, (grid.rows - 1) as f64);
     // Integer corners carry no gradient; the fractional parts do.
     let x0 = px.detach().floor()?;
     let y0 = py.detach().floor()?;
@@ -126,47 +130,49 @@ pub fn sample_bilinear(
     let fy = (&py - &y0)?;
     let gx = fx.affine(-1.0, 1.0)?;
     let gy = fy.affine(-1.0, 1.0)?;
-
-    // Offset of each level inside a map, and of each map inside the flattened values.
+    // Whether the left/right (top/bottom) neighbours lie inside the map, as 0/1.
+    let inside = |t: &Tensor, lo: f64, hi: f64| -> Result<Tensor> {
+        Ok(t.ge(lo)?.mul(&t.le(hi)?)?.to_dtype(cdt)?)
+    };
+    let vx = [inside(&x0, 0.0, w_max)?, inside(&x0, -1.0, w_max - 1.0)?];
+    let vy = [inside(&y0, 0.0, h_max)?, inside(&y0, -1.0, h_max - 1.0)?];
+    // Row of the top-left corner inside one map: level start + y·cols + x (exact in f32:
+    // below L·S).
     let level_start: Vec<f64> = (0..levels).map(|l| (l * grid.len()) as f64).collect();
     let level_start = Tensor::from_vec(level_start, (1, 1, levels, 1), device)?.to_dtype(cdt)?;
-    let map_start: Vec<u32> = (0..n).map(|i| (i * total) as u32).collect();
-    if (n * total) as u64 > u32::MAX as u64 {
-        bail!("sample_bilinear: {n}×{total} positions exceed u32 indexing; use smaller batches");
-    }
-    let map_start = Tensor::from_vec(map_start, (n, 1, 1, 1), device)?;
-    let flat = values.reshape((n * total, c))?;
+    let top_left = ((&y0 * grid.cols as f64)? + &x0)?.broadcast_add(&level_start)?;
 
-    let mut corner_weights = Vec::with_capacity(4);
-    let mut corner_values = Vec::with_capacity(4);
-    for (dx, dy) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)] {
-        let xi = (&x0 + dx)?;
-        let yi = (&y0 + dy)?;
-        let wx = if dx == 0.0 { &gx } else { &fx };
-        let wy = if dy == 0.0 { &gy } else { &fy };
-        let inside = xi
-            .ge(0.0)?
-            .mul(&xi.le((grid.cols - 1) as f64)?)?
-            .mul(&yi.ge(0.0)?)?
-            .mul(&yi.le((grid.rows - 1) as f64)?)?
-            .to_dtype(cdt)?;
-        let xc = xi.clamp(0.0, (grid.cols - 1) as f64)?;
-        let yc = yi.clamp(0.0, (grid.rows - 1) as f64)?;
-        let local = ((yc * grid.cols as f64)? + xc)?.broadcast_add(&level_start)?;
-        let index = local
-            .to_dtype(DType::U32)?
-            .broadcast_add(&map_start)?
-            .flatten_all()?;
-        let w = (wx * wy)?.mul(&inside)?.mul(&weights)?;
-        corner_weights.push(w.reshape((n * q, 1, levels * points))?);
-        corner_values.push(
-            flat.index_select(&index, 0)?
-                .reshape((n * q, levels * points, c))?,
-        );
+    let mut index = Vec::with_capacity(4);
+    let mut weight = Vec::with_capacity(4);
+    for (dx, dy) in [(0usize, 0usize), (1, 0), (0, 1), (1, 1)] {
+        let valid = (&vx[dx] * &vy[dy])?;
+        // Outside corners point at row 0 of the map (valid memory) with weight 0.
+        index.push(((&top_left + (dy * grid.cols + dx) as f64)? * &valid)?);
+        let wx = if dx == 0 { &gx } else { &fx };
+        let wy = if dy == 0 { &gy } else { &fy };
+        weight.push((wx * wy)?.mul(&valid)?.mul(&weights)?);
     }
-    let w = Tensor::cat(&corner_weights, 2)?.to_dtype(dtype)?;
-    let v = Tensor::cat(&corner_values, 1)?;
-    Ok(w.matmul(&v)?.reshape((n, q, c))?)
+    // [N, Q, 4, L, P]: one gather and one weighted sum for all corners.
+    let map_start: Vec<u32> = (0..n).map(|i| (i * total) as u32).collect();
+    let map_start = Tensor::from_vec(map_start, (n, 1, 1, 1, 1), device)?;
+    let index = Tensor::stack(&index, 2)?
+        .to_dtype(DType::U32)?
+        .broadcast_add(&map_start)?
+        .flatten_all()?;
+    let k = 4 * levels * points;
+    let weight = Tensor::stack(&weight, 2)?
+        .reshape((n * q, k, 1))?
+        .to_dtype(dtype)?;
+    let gathered = values
+        .reshape((n * total, c))?
+        .index_select(&index, 0)?
+        .reshape((n * q, k, c))?;
+    // A broadcast multiply and a sum, not a batched matmul: the latter would be N·Q tiny GEMM
+    // calls, which is slow on CPU.
+    Ok(gathered
+        .broadcast_mul(&weight)?
+        .sum(1)?
+        .reshape((n, q, c))?)
 }
 
 /// Deformable attention of `heads` heads, `levels` levels and `points` samples per level.
