@@ -341,3 +341,44 @@ fn bad_inputs_get_errors_that_say_what_to_do() {
     let hs = hidden_states(CLIP, 1, 17, 8, 0);
     assert_eq!(patch_tokens(&hs, true).unwrap()[5].dims(), &[1, 16, 8]);
 }
+
+#[test]
+fn half_precision_modules_track_f32() {
+    // GPUs run these in bf16: coordinates stay in f32 inside the sampler, LayerNorm statistics
+    // in f32, so a bf16 E_M stays close to the f32 one (bf16 has ~3 significant digits).
+    let c = config(Fusion::ExternalModular, "3-18-23", CLIP, 8, 6);
+    let (map, m32) = build(&c, 21);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("em.safetensors");
+    for (name, var) in map.data().lock().unwrap().iter() {
+        if name.contains("gamma") {
+            var.set(&Tensor::full(0.5f32, 8, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+    map.save(&path).unwrap();
+    let m16 = FusionModel::load(c, &[&path], DType::BF16, &Device::Cpu).unwrap();
+    let hs = hidden_states(CLIP, 1, 25, 8, 22);
+    let hs16: Vec<Tensor> = hs
+        .iter()
+        .map(|h| h.to_dtype(DType::BF16).unwrap())
+        .collect();
+    let a = m32.forward(&hs).unwrap().input_tokens;
+    let b = m16.forward(&hs16).unwrap().input_tokens;
+    assert_eq!(b.dtype(), DType::BF16);
+    let b = b.to_dtype(DType::F32).unwrap();
+    let scale = a
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let diff = max_abs_diff(&a, &b);
+    assert!(
+        diff < 0.05 * scale,
+        "bf16 differs by {diff} (scale {scale})"
+    );
+}

@@ -111,15 +111,18 @@ pub fn seeded_var_builder(
     VarBuilder::from_backend(Box::new(backend), dtype, device.clone())
 }
 
+/// `(name, dims)` of one parameter.
+pub type ParamShape = (String, Vec<usize>);
+
 /// Records the name and shape of every parameter a constructor asks for; allocates nothing.
 #[derive(Clone, Default)]
 pub struct ShapeRecorder {
-    seen: Arc<Mutex<Vec<(String, Vec<usize>)>>>,
+    seen: Arc<Mutex<Vec<ParamShape>>>,
 }
 
 impl ShapeRecorder {
     /// `(name, shape)` of every parameter requested so far, in request order.
-    pub fn shapes(&self) -> Vec<(String, Vec<usize>)> {
+    pub fn shapes(&self) -> Vec<ParamShape> {
         self.seen.lock().unwrap().clone()
     }
 

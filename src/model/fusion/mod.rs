@@ -190,7 +190,7 @@ pub(crate) fn hidden<'a>(
 pub enum FusionKind {
     Baseline(Projector),
     ExternalDirect(ExternalDirect),
-    ExternalModular(ExternalModular),
+    ExternalModular(Box<ExternalModular>),
     Internal(InternalFusion),
 }
 
@@ -217,13 +217,13 @@ impl FusionModel {
             }
             (Fusion::ExternalModular, ResolvedLayers::External { groups, .. }) => {
                 let levels = groups.iter().map(Vec::len).sum();
-                FusionKind::ExternalModular(ExternalModular::new(
+                FusionKind::ExternalModular(Box::new(ExternalModular::new(
                     dv,
                     d,
                     levels,
                     config.mmfuser,
                     vb,
-                )?)
+                )?))
             }
             (_, ResolvedLayers::Internal { injections, .. }) => {
                 FusionKind::Internal(InternalFusion::new(dv, d, injections.len(), vb)?)
