@@ -382,3 +382,21 @@ fn the_newest_valid_checkpoint_wins_and_pruning_keeps_the_newest() {
         .collect();
     assert_eq!(left, vec![30, 20]);
 }
+
+#[test]
+fn atomic_weight_saves_leave_no_temp_files_and_load_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (map, named) = fresh_params(4);
+    let path = dir.path().join("out/fusion.safetensors");
+    save_varmap_atomic(&map, &path).unwrap();
+    let (mut map2, named2) = fresh_params(5);
+    map2.load(&path).unwrap();
+    for ((_, a), (_, b)) in named.iter().zip(&named2) {
+        assert_eq!(vec1(a.as_tensor()), vec1(b.as_tensor()));
+    }
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names, vec!["fusion.safetensors"]);
+}

@@ -204,8 +204,9 @@ impl DeformAttn {
             bail!("deformable attention needs at least one level and one point");
         }
         let hlp = heads * levels * points;
-        // Fresh: zero weights (Deformable-DETR); `init_fresh` then writes the offset-bias pattern
-        // and Xavier weights.
+        // Fresh values follow Deformable-DETR's `_reset_parameters`: zero offset and attention
+        // weights, Xavier-uniform value/output projections, zero biases; `FusionModel::init`
+        // then writes the offset-bias pattern (`offset_bias_init`).
         let zero_linear = |i: usize, o: usize, vb: VarBuilder| -> Result<Linear> {
             Ok(Linear::new(
                 vb.get_with_hints((o, i), "weight", Init::Const(0.0))?,
