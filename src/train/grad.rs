@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor, Var};
+use candle_core::{DType, Var};
 
 /// Global L2 norm of the gradients of `vars` (vars without a gradient count as zero).
 pub fn grad_norm(grads: &GradStore, vars: &[Var]) -> Result<f64> {
@@ -113,12 +113,4 @@ pub fn scale_grads(grads: &mut GradStore, vars: &[Var], scale: f64) -> Result<()
         }
     }
     Ok(())
-}
-
-/// Sum of squares of one tensor as f64 (helper for tests and logging).
-pub fn sum_sq(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?
-        .sqr()?
-        .sum_all()?
-        .to_scalar::<f64>()?)
 }
