@@ -1,1 +1,3 @@
 //! Models in candle: vision towers, the LLaMA LLM with fusion hooks, fusion modules, loading.
+
+pub mod fusion;

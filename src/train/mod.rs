@@ -1,3 +1,8 @@
 //! Training: LLaVA data and templates, optimiser and schedule, the loop, checkpoints.
 
 pub mod data;
+pub mod checkpoint;
+pub mod grad;
+pub mod loss;
+pub mod optim;
+pub mod schedule;
