@@ -1,0 +1,1 @@
+//! Image preprocessing matching the HF CLIP / SigLIP image processors (work in progress).
