@@ -156,3 +156,35 @@ fn half_precision_loads_and_stays_close() {
         "bf16 drifted {d} against a typical magnitude {scale}"
     );
 }
+
+/// Towers built here load in transformers: `MLVF_VISION_EXPORT=DIR cargo test --test vision_parity
+/// -- --ignored`, then `python3 tests/fixtures/make_vision_fixtures.py --check-export DIR`.
+#[test]
+#[ignore]
+fn export_trainable_towers_for_transformers() {
+    let root = PathBuf::from(std::env::var("MLVF_VISION_EXPORT").expect("set MLVF_VISION_EXPORT"));
+    for arch in [VisionArch::Clip, VisionArch::Siglip] {
+        let cfg = mlvf::model::vision::VisionConfig {
+            hidden_size: 24,
+            intermediate_size: 40,
+            num_hidden_layers: 3,
+            num_attention_heads: 3,
+            image_size: 20,
+            patch_size: 5,
+            ..mlvf::model::vision::VisionConfig::hf_defaults(arch)
+        };
+        let map = candle_nn::VarMap::new();
+        let tower = VisionTower::new_trainable(&cfg, &map, DType::F32, &Device::Cpu).unwrap();
+        let dir = root.join(cfg.arch.vision_model_type());
+        tower.save(&dir).unwrap();
+        let px = Tensor::randn(0f32, 1.0, (2, 3, 20, 20), &Device::Cpu).unwrap();
+        let hs = tower.forward_hidden_states(&px).unwrap();
+        let mut out: std::collections::HashMap<String, Tensor> = hs
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| (format!("hidden_states.{i}"), h))
+            .collect();
+        out.insert("pixel_values".into(), px);
+        candle_core::safetensors::save(&out, dir.join("expected.safetensors")).unwrap();
+    }
+}
