@@ -158,6 +158,22 @@ impl VisionConfig {
         self.hidden_size / self.num_attention_heads
     }
 
+    /// Multiply-add FLOPs (2 per MAC) of one image through the patch embedding and `layers`
+    /// encoder layers: the matmuls only (norms, softmax and activations are a few percent).
+    pub fn forward_flops(&self, layers: usize) -> u64 {
+        let (t, d, f) = (
+            self.num_tokens() as u64,
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+        );
+        let p = self.patch_size as u64;
+        let patch = 2 * self.num_patches() as u64 * d * self.num_channels as u64 * p * p;
+        let projections = 2 * 4 * t * d * d;
+        let attention = 2 * 2 * t * t * d;
+        let mlp = 2 * 2 * t * d * f;
+        patch + layers as u64 * (projections + attention + mlp)
+    }
+
     /// Reads `config.json` of a vision-only model, a CLIP/SigLIP dual model (`vision_config`)
     /// or a LLaVA-style model whose `vision_config` names its type.
     pub fn from_file(path: &Path) -> Result<VisionConfig> {
@@ -303,6 +319,14 @@ mod tests {
             "hidden_size": 30, "num_attention_heads": 4}))
         .unwrap_err();
         assert!(format!("{err:#}").contains("not divisible"), "{err:#}");
+    }
+
+    #[test]
+    fn flop_count_of_clip_large_layer() {
+        let cfg = VisionConfig::clip_vit_large_patch14_336();
+        // 577 tokens, width 1024, MLP 4096: ≈ 15.9 GFLOP per layer, ≈ 0.69 GFLOP patch embedding.
+        let one = cfg.forward_flops(1) as f64 / 1e9;
+        assert!((one - 16.58).abs() < 0.05, "{one}");
     }
 
     #[test]

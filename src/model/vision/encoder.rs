@@ -1,18 +1,19 @@
 //! The pre-norm transformer layer shared by CLIP and SigLIP (HF `CLIPEncoderLayer` /
 //! `SiglipEncoderLayer`): `x + attn(ln1(x))`, then `h + mlp(ln2(h))`.
 //!
-//! Every op here has a backward in candle unless [`Kernels::Fused`] is chosen: candle's fused
-//! layer-norm and `softmax_last_dim` kernels silently cut the autograd graph (candle.md §3),
-//! so they are only for frozen inference.
+//! Every op here has a backward unless [`Kernels::Fused`] is chosen: candle's fused layer-norm
+//! and `softmax_last_dim` kernels silently cut the autograd graph (candle.md §3), so they are
+//! only for frozen inference. The default kernels are our own single-pass ops with a backward
+//! (`super::ops`).
 
 use super::config::{VisionActivation, VisionConfig};
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{init, Init, Linear, VarBuilder};
 
 /// Which kernels the tower uses for layer norm and softmax.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Kernels {
-    /// Composed from differentiable primitives: gradients reach every weight and the pixels.
+    /// Single-pass ops with a backward (`super::ops`): gradients reach every weight and the pixels.
     #[default]
     Differentiable,
     /// candle's fused CPU/GPU kernels; no backward, for frozen towers only.
@@ -37,7 +38,7 @@ impl LayerNorm {
     pub fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
         match kernels {
             Kernels::Differentiable => {
-                candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps as f32)
+                super::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
             }
             Kernels::Fused => candle_nn::ops::layer_norm(
                 &x.contiguous()?,
@@ -114,7 +115,7 @@ impl SelfAttention {
         let v = heads(&self.v_proj)?;
         let scores = q.matmul(&k.t()?)?;
         let probs = match kernels {
-            Kernels::Differentiable => candle_nn::ops::softmax(&scores, D::Minus1)?,
+            Kernels::Differentiable => super::ops::softmax_last_dim(&scores)?,
             Kernels::Fused => candle_nn::ops::softmax_last_dim(&scores)?,
         };
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
