@@ -7,7 +7,7 @@
 //!     cargo bench --profile dev --bench vision
 //!
 //! Groups: `sgemm` (1024³ candle matmul, the machine's ceiling), `tiny` (CLIP and SigLIP at a
-//! test-sized config), `clip_l_layer` (one ViT-L/14-336-shaped layer: width 1024, 577 tokens,
+//! test-sized config), `tiny_train` (forward + backward of the tiny CLIP), `clip_l_layer` (one ViT-L/14-336-shaped layer: width 1024, 577 tokens,
 //! MLP 4096, batch 1) with the differentiable and the fused kernels.
 
 use candle_core::{DType, Device, Tensor};
@@ -66,6 +66,43 @@ fn tiny(c: &mut Criterion) {
     g.finish();
 }
 
+/// Forward + backward of a tiny trainable tower (what the offline world's tower training runs);
+/// throughput counts the forward FLOPs only.
+fn tiny_train(c: &mut Criterion) {
+    let cfg = VisionConfig {
+        hidden_size: 64,
+        intermediate_size: 256,
+        num_hidden_layers: 4,
+        num_attention_heads: 4,
+        image_size: 32,
+        patch_size: 4,
+        ..VisionConfig::hf_defaults(VisionArch::Clip)
+    };
+    let map = VarMap::new();
+    let t = VisionTower::new_trainable(&cfg, &map, DType::F32, &Device::Cpu).unwrap();
+    let px = pixels(&cfg, 8);
+    let mut g = c.benchmark_group("tiny_train");
+    g.throughput(Throughput::Elements(
+        8 * cfg.forward_flops(cfg.num_hidden_layers),
+    ));
+    g.bench_function("Clip_d64_l4_b8_fwd_bwd", |bch| {
+        bch.iter(|| {
+            let hs = t.forward_hidden_states(&px).unwrap();
+            black_box(
+                hs.last()
+                    .unwrap()
+                    .sqr()
+                    .unwrap()
+                    .mean_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap(),
+            )
+        })
+    });
+    g.finish();
+}
+
 fn clip_l_layer(c: &mut Criterion) {
     let cfg = VisionConfig {
         num_hidden_layers: 1,
@@ -88,6 +125,6 @@ fn clip_l_layer(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = sgemm, tiny, clip_l_layer
+    targets = sgemm, tiny, tiny_train, clip_l_layer
 }
 criterion_main!(benches);
