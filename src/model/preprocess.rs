@@ -22,6 +22,7 @@ use crate::model::vision::{VisionArch, VisionConfig};
 
 /// OpenAI CLIP's normalisation constants (`OPENAI_CLIP_MEAN` / `OPENAI_CLIP_STD` in transformers).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)] // OpenAI's digits, verbatim
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// SigLIP's (`IMAGENET_STANDARD_*`).
 pub const HALF: [f32; 3] = [0.5, 0.5, 0.5];
