@@ -10,7 +10,11 @@
 //! (antialiasing), works on 8-bit pixels with 22-bit fixed-point weights, and rounds the
 //! intermediate image to 8 bits between its horizontal and vertical passes. Doing the same
 //! arithmetic gives the same bytes, so the only differences left are float rounding in the
-//! normalisation.
+//! normalisation (measured: none, max |Δ| = 0 on a PNG photograph at CLIP-336 and SigLIP-384).
+//!
+//! JPEG is the exception: the `image` crate's decoder and Pillow's libjpeg-turbo round the IDCT
+//! and chroma upsampling differently, by up to 2–4 levels on a few percent of pixels (scikit-image's
+//! rocket.jpg / retina.jpg), which is at most 0.03 after CLIP normalisation.
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};

@@ -158,6 +158,15 @@ impl VisionConfig {
         self.hidden_size / self.num_attention_heads
     }
 
+    /// The depth `crate::layers` resolves layer sets against. SigLIP drops its last layer, as
+    /// the paper's official code does (paper.md §2.2); the tower still computes it if asked.
+    pub fn encoder_depth(&self) -> crate::layers::EncoderDepth {
+        crate::layers::EncoderDepth {
+            layers: self.num_hidden_layers,
+            drop_last: self.arch == VisionArch::Siglip,
+        }
+    }
+
     /// Multiply-add FLOPs (2 per MAC) of one image through the patch embedding and `layers`
     /// encoder layers: the matmuls only (norms, softmax and activations are a few percent).
     pub fn forward_flops(&self, layers: usize) -> u64 {
@@ -299,6 +308,7 @@ mod tests {
         assert_eq!(cfg, VisionConfig::siglip_so400m_patch14_384());
         assert_eq!(cfg.num_tokens(), 729);
         assert_eq!(cfg.layer_norm_eps, 1e-6);
+        assert_eq!(cfg.encoder_depth().base(), 25); // paper.md §2.2: SigLIP's base layer is 25
     }
 
     #[test]
@@ -309,6 +319,7 @@ mod tests {
         let cfg = VisionConfig::from_hf_json(&v).unwrap();
         assert_eq!(cfg, VisionConfig::clip_vit_large_patch14_336());
         assert_eq!(cfg.num_tokens(), 577);
+        assert_eq!(cfg.encoder_depth().base(), 23);
     }
 
     #[test]

@@ -228,6 +228,17 @@ impl VisionTower {
         Ok(states)
     }
 
+    /// Only the hidden states at `indices` (any order, repeats allowed), computing layers up to
+    /// the largest index and no further; e.g. `ResolvedLayers::vision_indices()` from
+    /// `crate::layers`.
+    pub fn forward_selected(&self, pixels: &Tensor, indices: &[usize]) -> Result<Vec<Tensor>> {
+        let Some(&last) = indices.iter().max() else {
+            bail!("no hidden-state indices selected")
+        };
+        let states = self.forward_hidden_states_upto(pixels, last)?;
+        Ok(indices.iter().map(|&i| states[i].clone()).collect())
+    }
+
     /// HF's pooled output from the last hidden state: `post_layernorm` of CLIP's class token
     /// (`[batch, dim]`), or of every SigLIP token (`[batch, tokens, dim]`, SigLIP's
     /// `last_hidden_state`).
@@ -311,6 +322,16 @@ mod tests {
         let two = tower.forward_hidden_states_upto(&px, 2).unwrap();
         assert_eq!(two.len(), 3);
         assert!(tower.forward_hidden_states_upto(&px, 4).is_err());
+        let sel = tower.forward_selected(&px, &[2, 0, 2]).unwrap();
+        assert_eq!(sel.len(), 3);
+        let diff = (&sel[0] - &hs[2])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        assert!(tower.forward_selected(&px, &[]).is_err());
         let bad = Tensor::zeros((1, 3, 16, 16), DType::F32, &Device::Cpu).unwrap();
         let err = tower.forward_hidden_states(&bad).unwrap_err().to_string();
         assert!(err.contains("[batch, 3, 14, 14]"), "{err}");
