@@ -67,6 +67,32 @@ fn siglip_square_and_pad_match_transformers() {
 }
 
 #[test]
+fn upto_and_bf16_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("hs.safetensors");
+    Command::cargo_bin("mlvf")
+        .unwrap()
+        .args([
+            "inspect", "vision", "--upto", "2", "--dtype", "bf16", "--model",
+        ])
+        .arg(fixtures().join("clip_vision"))
+        .arg("--image")
+        .arg(fixtures().join("chelsea.png"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let got = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = got.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["hidden_states.0", "hidden_states.1", "hidden_states.2"]
+    );
+    assert_eq!(got["hidden_states.2"].dtype(), candle_core::DType::F32);
+}
+
+#[test]
 fn bad_model_dir_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     Command::cargo_bin("mlvf")

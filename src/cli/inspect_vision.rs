@@ -30,12 +30,20 @@ pub struct InspectVisionArgs {
     /// Stop after this hidden-state index (default: all layers).
     #[arg(long, value_name = "N")]
     pub upto: Option<usize>,
+    /// Compute dtype of the tower; the file is always f32.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    pub dtype: String,
 }
 
 pub fn run(args: InspectVisionArgs) -> Result<ExitCode> {
     let device = Device::Cpu;
     let aspect = AspectMode::parse(&args.aspect)?;
-    let tower = VisionTower::from_dir_with_layers(&args.model, &device, DType::F32, args.upto)?;
+    let dtype = match args.dtype.as_str() {
+        "bf16" => DType::BF16,
+        "f16" => DType::F16,
+        _ => DType::F32,
+    };
+    let tower = VisionTower::from_dir_with_layers(&args.model, &device, dtype, args.upto)?;
     let processor = ImageProcessor::for_model_dir(&args.model, tower.config())?;
     let img = load_rgb(&args.image)?;
     let pixels = processor.preprocess(&img, aspect, &device)?.unsqueeze(0)?;

@@ -49,6 +49,14 @@ impl LayerNorm {
         }
     }
 
+    pub(crate) fn dtype(&self) -> candle_core::DType {
+        self.weight.dtype()
+    }
+
+    pub(crate) fn device(&self) -> &candle_core::Device {
+        self.weight.device()
+    }
+
     pub(crate) fn collect(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
         out.push((format!("{prefix}.weight"), self.weight.clone()));
         out.push((format!("{prefix}.bias"), self.bias.clone()));
