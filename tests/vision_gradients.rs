@@ -83,3 +83,44 @@ fn fused_kernels_really_cut_the_graph() {
         "fused kernels now have a backward? {bad:?}"
     );
 }
+
+#[test]
+fn a_tiny_tower_learns_and_saves_what_it_learned() {
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+    let dev = Device::Cpu;
+    let cfg = tiny(VisionArch::Siglip);
+    let map = VarMap::new();
+    let tower = VisionTower::new_trainable(&cfg, &map, DType::F32, &dev).unwrap();
+    let px = Tensor::randn(0f32, 1.0, (4, 3, 13, 13), &dev).unwrap();
+    let target = Tensor::randn(0f32, 1.0, (4, 9, 16), &dev).unwrap();
+    let loss_of = |t: &VisionTower| -> Tensor {
+        let hs = t.forward_hidden_states(&px).unwrap();
+        (&hs[2] - &target)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+    };
+    let mut opt = AdamW::new(
+        map.all_vars(),
+        ParamsAdamW {
+            lr: 1e-2,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let first = loss_of(&tower).to_scalar::<f32>().unwrap();
+    for _ in 0..30 {
+        opt.backward_step(&loss_of(&tower)).unwrap();
+    }
+    let last = loss_of(&tower).to_scalar::<f32>().unwrap();
+    assert!(last < 0.7 * first, "loss {first} -> {last}");
+    // The saved tower is the trained one.
+    let dir = tempfile::tempdir().unwrap();
+    tower.save(dir.path()).unwrap();
+    let back = VisionTower::from_dir(dir.path(), &dev, DType::F32).unwrap();
+    let reloaded = loss_of(&back).to_scalar::<f32>().unwrap();
+    assert!((reloaded - last).abs() < 1e-5, "{reloaded} vs {last}");
+}
