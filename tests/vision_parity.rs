@@ -95,10 +95,20 @@ fn stopping_early_gives_the_same_leading_states() {
     // Loading only the layers a caller needs gives the same states.
     let short = VisionTower::from_dir_with_layers(&dir, &Device::Cpu, DType::F32, Some(2)).unwrap();
     assert_eq!(short.num_layers(), 2);
+    assert_eq!(
+        short.config().num_hidden_layers,
+        4,
+        "config() describes the checkpoint"
+    );
     let hs2 = short
         .forward_hidden_states(&expected["pixel_values"])
         .unwrap();
     assert_eq!(max_abs_diff(&hs2[2], &hs[2]), 0.0);
+    // Saved, it is the 2-layer tower it computes.
+    let out = tempfile::tempdir().unwrap();
+    short.save(out.path()).unwrap();
+    let back = VisionTower::from_dir(out.path(), &Device::Cpu, DType::F32).unwrap();
+    assert_eq!((back.num_layers(), back.config().num_hidden_layers), (2, 2));
 }
 
 #[test]

@@ -59,8 +59,9 @@ impl VisionTower {
         VisionTower::new_with_layers(cfg, cfg.num_hidden_layers, vb)
     }
 
-    /// Like [`VisionTower::new`], but builds only the first `layers` encoder layers; the
-    /// tower's config then says `num_hidden_layers = layers`.
+    /// Like [`VisionTower::new`], but builds only the first `layers` encoder layers.
+    /// [`VisionTower::config`] still describes the whole checkpoint (so
+    /// [`VisionConfig::encoder_depth`] stays right); [`VisionTower::num_layers`] says what is built.
     pub fn new_with_layers(
         cfg: &VisionConfig,
         layers: usize,
@@ -75,8 +76,7 @@ impl VisionTower {
                 cfg.num_hidden_layers
             );
         }
-        let mut cfg = cfg.clone();
-        cfg.num_hidden_layers = layers;
+        let cfg = cfg.clone();
         let d = cfg.hidden_size;
         let embeddings = PatchEmbeddings::new(&cfg, vb.pp("embeddings"))?;
         let pre_layrnorm = match cfg.arch {
@@ -166,7 +166,12 @@ impl VisionTower {
             _ => "float32",
         };
         checkpoint::write_safetensors_atomic(&tensors, &dir.join("model.safetensors"))?;
-        let json = serde_json::to_string_pretty(&self.cfg.to_hf_json(dtype))?;
+        // A truncated tower is saved as the smaller tower it is.
+        let cfg = VisionConfig {
+            num_hidden_layers: self.layers.len(),
+            ..self.cfg.clone()
+        };
+        let json = serde_json::to_string_pretty(&cfg.to_hf_json(dtype))?;
         checkpoint::write_text_atomic(&json, &dir.join("config.json"))?;
         Ok(())
     }
@@ -188,7 +193,8 @@ impl VisionTower {
         out
     }
 
-    /// The tower's config (with `num_hidden_layers` = the layers actually built).
+    /// The checkpoint's config (`num_hidden_layers` may exceed [`VisionTower::num_layers`] when
+    /// only the first layers were loaded).
     pub fn config(&self) -> &VisionConfig {
         &self.cfg
     }
