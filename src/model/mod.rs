@@ -1,3 +1,5 @@
 //! Models in candle: vision towers, the LLaMA LLM with fusion hooks, fusion modules, loading.
 
 pub mod fusion;
+pub mod preprocess;
+pub mod vision;
