@@ -1,0 +1,135 @@
+//! Diagnostics: errors and warnings that name `file:line:column`, say what is wrong and how to
+//! fix it. Loading collects as many as it cheaply can before giving up.
+
+use super::source::{Loc, Sources};
+
+/// One message about the manifest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diag {
+    /// Where the offending value was written (None: about the manifest as a whole).
+    pub loc: Option<Loc>,
+    pub message: String,
+    /// How to fix it.
+    pub help: Option<String>,
+}
+
+/// Errors and warnings collected while loading and planning.
+#[derive(Clone, Debug, Default)]
+pub struct Diagnostics {
+    pub errors: Vec<Diag>,
+    pub warnings: Vec<Diag>,
+}
+
+impl Diagnostics {
+    pub fn error(&mut self, loc: &Loc, message: impl Into<String>, help: Option<String>) {
+        let d = Diag {
+            loc: Some(loc.clone()),
+            message: message.into(),
+            help,
+        };
+        // The same mistake reached through several cells is reported once.
+        if !self.errors.contains(&d) {
+            self.errors.push(d);
+        }
+    }
+
+    pub fn warning(&mut self, loc: &Loc, message: impl Into<String>, help: Option<String>) {
+        let d = Diag {
+            loc: Some(loc.clone()),
+            message: message.into(),
+            help,
+        };
+        if !self.warnings.contains(&d) {
+            self.warnings.push(d);
+        }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// Renders every error, compiler style: `path:line:col: error: message` then `  help: …`.
+    pub fn render_errors(&self, sources: &Sources) -> String {
+        render(&self.errors, "error", sources)
+    }
+
+    /// Renders every warning the same way.
+    pub fn render_warnings(&self, sources: &Sources) -> Vec<String> {
+        self.warnings
+            .iter()
+            .map(|d| render(std::slice::from_ref(d), "warning", sources))
+            .collect()
+    }
+}
+
+fn render(diags: &[Diag], level: &str, sources: &Sources) -> String {
+    let mut out = String::new();
+    for (i, d) in diags.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        // Errors reach the user as `error: <this>` (the CLI adds the level), warnings as is.
+        let prefix = if level == "warning" { "warning: " } else { "" };
+        match &d.loc {
+            Some(loc) => out.push_str(&format!("{prefix}{}: {}", sources.position(loc), d.message)),
+            None => out.push_str(&format!("{prefix}{}", d.message)),
+        }
+        if let Some(help) = &d.help {
+            out.push_str(&format!("\n  help: {help}"));
+        }
+    }
+    if diags.len() > 1 && level == "error" {
+        out.push_str(&format!("\n{} errors", diags.len()));
+    }
+    out
+}
+
+/// The closest candidate to a misspelt word, if one is close enough to be a likely typo.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = word.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| {
+            let d = strsim::levenshtein(&lower, &c.to_lowercase());
+            (d, c)
+        })
+        .filter(|(d, c)| *d <= (c.chars().count().max(word.chars().count()) / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// `did you mean `x`?` plus the list of what is accepted.
+pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> String {
+    let list = if candidates.is_empty() {
+        "none are defined".to_string()
+    } else {
+        format!(
+            "expected one of {}",
+            candidates
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    match closest(word, candidates.iter().copied()) {
+        Some(c) => format!("did you mean `{c}`? ({list})"),
+        None => list,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_get_a_suggestion_and_nonsense_does_not() {
+        assert_eq!(closest("E-D", ["E_D", "E_M", "I_D"]), Some("E_D"));
+        assert_eq!(
+            closest("finetun", ["pretrain", "finetune"]),
+            Some("finetune")
+        );
+        assert_eq!(closest("zzzzzzzz", ["E_D", "E_M"]), None);
+        assert!(suggest("lr_", &["lr", "weight_decay"]).starts_with("did you mean `lr`?"));
+    }
+}
