@@ -102,11 +102,7 @@ pub fn resolve_path(base: &Path, p: &str) -> PathBuf {
 
 /// Directory of the file a location is in.
 pub fn base_dir(sources: &Sources, loc: &Loc) -> PathBuf {
-    sources
-        .path(loc.file)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    sources.dir(loc.file).to_path_buf()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -259,7 +259,7 @@ where
 
 fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> Option<Manifest> {
     read::check_keys(t, &TOP_KEYS, "the manifest", d);
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = sources.dir(0).to_path_buf();
     let file_start = Loc::default();
 
     // [sweep]

@@ -32,6 +32,8 @@ impl Loc {
 #[derive(Debug)]
 struct SourceFile {
     path: PathBuf,
+    /// Absolute directory of the file: what relative paths inside it are resolved against.
+    dir: PathBuf,
     text: String,
     line_starts: Vec<usize>,
 }
@@ -47,8 +49,12 @@ impl Sources {
     pub fn add(&mut self, path: PathBuf, text: String) -> usize {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let abs = std::fs::canonicalize(&path)
+            .unwrap_or_else(|_| std::env::current_dir().unwrap_or_default().join(&path));
+        let dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
         self.files.push(SourceFile {
             path,
+            dir,
             text,
             line_starts,
         });
@@ -57,6 +63,11 @@ impl Sources {
 
     pub fn path(&self, file: usize) -> &Path {
         &self.files[file].path
+    }
+
+    /// Absolute directory of a file (relative paths written in it resolve against this).
+    pub fn dir(&self, file: usize) -> &Path {
+        &self.files[file].dir
     }
 
     pub fn text(&self, file: usize) -> &str {

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod dag;
+pub mod explain;
 pub mod keys;
 pub mod render;
 pub mod state;
