@@ -11,7 +11,7 @@
 //! each upstream task is shared by every cell that differs only downstream. Entries hash by
 //! content, not name. Deps list the upstream stage first, then prepare/encode inputs.
 
-use super::keys::{stage_version, task_key};
+use super::keys::{canonical_json, stage_version, task_key_canonical};
 use super::task::{StageKind, Task, TaskKey};
 use crate::layers::{self, Fusion, LayerSet};
 use crate::manifest::grid::{Axis, CellAxes, Pattern};
@@ -36,6 +36,12 @@ fn stage_index(s: StageKind) -> usize {
     StageKind::ALL.iter().position(|x| *x == s).unwrap()
 }
 
+/// The key-relevant content of every entry, computed once.
+struct EntryInfo {
+    spec: Json,
+    synth: bool,
+}
+
 struct Builder<'m> {
     m: &'m Manifest,
     /// Tasks per stage, in creation order (stage order is a topological order).
@@ -43,11 +49,61 @@ struct Builder<'m> {
     by_key: HashMap<TaskKey, (usize, usize)>,
     /// Signature of the stage-relevant cell values → task, to skip re-hashing shared tasks.
     memo: HashMap<String, (usize, usize)>,
+    /// (section, name) → entry content.
+    entries: HashMap<(&'static str, String), EntryInfo>,
+    /// Eval config signature → (config, canonical JSON): shared by every finetune's evals.
+    eval_configs: HashMap<String, (Json, String)>,
     /// (axis, value) → where it was written, for errors found while planning.
     locs: HashMap<(String, String), Loc>,
 }
 
 impl<'m> Builder<'m> {
+    fn new(m: &'m Manifest, locs: HashMap<(String, String), Loc>) -> Self {
+        let mut entries = HashMap::new();
+        for e in &m.models {
+            entries.insert(
+                ("models", e.name.clone()),
+                EntryInfo {
+                    spec: e.spec(),
+                    synth: e.source.is_synth(),
+                },
+            );
+        }
+        for e in &m.data {
+            entries.insert(
+                ("data", e.name.clone()),
+                EntryInfo {
+                    spec: e.spec(),
+                    synth: e.is_synth(),
+                },
+            );
+        }
+        for e in &m.benchmarks {
+            entries.insert(
+                ("benchmarks", e.name.clone()),
+                EntryInfo {
+                    spec: e.spec(),
+                    synth: e.is_synth(),
+                },
+            );
+        }
+        Builder {
+            m,
+            tasks: Default::default(),
+            by_key: HashMap::new(),
+            memo: HashMap::new(),
+            entries,
+            eval_configs: HashMap::new(),
+            locs,
+        }
+    }
+
+    fn spec(&self, section: &'static str, name: &str) -> Option<&Json> {
+        self.entries
+            .get(&(section, name.to_string()))
+            .map(|e| &e.spec)
+    }
+
     fn task(&self, at: (usize, usize)) -> &Task {
         &self.tasks[at.0][at.1]
     }
@@ -68,8 +124,23 @@ impl<'m> Builder<'m> {
         cell: usize,
         axes: BTreeMap<String, Json>,
     ) -> (usize, usize) {
+        let canonical = canonical_json(&config);
+        self.add_canonical(stage, || config, &canonical, deps, cell, axes)
+    }
+
+    /// [`Builder::add`] with the config's canonical JSON known; the config is only built when
+    /// the task is new.
+    fn add_canonical(
+        &mut self,
+        stage: StageKind,
+        config: impl FnOnce() -> Json,
+        canonical: &str,
+        deps: Vec<TaskKey>,
+        cell: usize,
+        axes: BTreeMap<String, Json>,
+    ) -> (usize, usize) {
         let version = stage_version(stage);
-        let key = task_key(stage, version, &config, &deps);
+        let key = task_key_canonical(stage, version, canonical, &deps);
         let at = match self.by_key.get(&key) {
             Some(&at) => at,
             None => {
@@ -78,7 +149,7 @@ impl<'m> Builder<'m> {
                     key: key.clone(),
                     stage,
                     version,
-                    config,
+                    config: config(),
                     deps,
                     cells: Vec::new(),
                     axes,
@@ -99,52 +170,32 @@ impl<'m> Builder<'m> {
             .unwrap_or_else(|| self.m.grid.loc.clone())
     }
 
-    /// The prepare task of a `synth:` entry, if it is one.
-    fn prepare(
-        &mut self,
-        section: &str,
-        name: &str,
-        spec: Json,
-        synth: bool,
-        cell: usize,
-    ) -> Option<TaskKey> {
-        if !synth {
+    /// The prepare task of an entry, if it is a `synth:` one.
+    fn prepare(&mut self, section: &'static str, name: &str, cell: usize) -> Option<TaskKey> {
+        let info = self.entries.get(&(section, name.to_string()))?;
+        if !info.synth {
             return None;
         }
         let sig = format!("prepare\u{0}{section}\u{0}{name}");
-        let at = match self.memo.get(&sig) {
-            Some(&at) => {
-                self.serve(at, cell);
-                at
-            }
-            None => {
-                let kind = match section {
-                    "models" => "model",
-                    "data" => "dataset",
-                    _ => "benchmark",
-                };
-                let at = self.add(
-                    StageKind::Prepare,
-                    json!({"kind": kind, "entry": spec}),
-                    vec![],
-                    cell,
-                    BTreeMap::from([(section.to_string(), json!(name))]),
-                );
-                self.memo.insert(sig, at);
-                at
-            }
+        if let Some(&at) = self.memo.get(&sig) {
+            self.serve(at, cell);
+            return Some(self.task(at).key.clone());
+        }
+        let kind = match section {
+            "models" => "model",
+            "data" => "dataset",
+            _ => "benchmark",
         };
+        let config = json!({"kind": kind, "entry": info.spec});
+        let at = self.add(
+            StageKind::Prepare,
+            config,
+            vec![],
+            cell,
+            BTreeMap::from([(section.to_string(), json!(name))]),
+        );
+        self.memo.insert(sig, at);
         Some(self.task(at).key.clone())
-    }
-
-    fn model_dep(&mut self, name: &str, cell: usize) -> Option<TaskKey> {
-        let e = self.m.model(name)?;
-        self.prepare("models", name, e.spec(), e.source.is_synth(), cell)
-    }
-
-    fn data_dep(&mut self, name: &str, cell: usize) -> Option<TaskKey> {
-        let e = self.m.dataset(name)?;
-        self.prepare("data", name, e.spec(), e.is_synth(), cell)
     }
 
     /// The encode task of (encoder, dataset, preprocessing), when encoding is enabled.
@@ -161,31 +212,49 @@ impl<'m> Builder<'m> {
         let sig = format!("encode\u{0}{encoder}\u{0}{data}\u{0}{}", aspect.as_str());
         if let Some(&at) = self.memo.get(&sig) {
             self.serve(at, cell);
-            // Its inputs serve this cell too.
-            self.model_dep(encoder, cell);
-            self.data_dep(data, cell);
             return Some(self.task(at).key.clone());
         }
-        let enc = self.m.model(encoder)?.spec();
-        let ds = self.m.dataset(data)?.spec();
-        let deps: Vec<TaskKey> = [self.model_dep(encoder, cell), self.data_dep(data, cell)]
-            .into_iter()
-            .flatten()
-            .collect();
+        let config = json!({
+            "encoder": self.spec("models", encoder)?,
+            "data": self.spec("data", data)?,
+            "image_aspect": aspect.as_str(),
+        });
+        let deps: Vec<TaskKey> = [
+            self.prepare("models", encoder, cell),
+            self.prepare("data", data, cell),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let labels = BTreeMap::from([
             ("encoder".to_string(), json!(encoder)),
             ("data".to_string(), json!(data)),
             ("image_aspect".to_string(), json!(aspect.as_str())),
         ]);
-        let at = self.add(
-            StageKind::Encode,
-            json!({"encoder": enc, "data": ds, "image_aspect": aspect.as_str()}),
-            deps,
-            cell,
-            labels,
-        );
+        let at = self.add(StageKind::Encode, config, deps, cell, labels);
         self.memo.insert(sig, at);
         Some(self.task(at).key.clone())
+    }
+
+    /// The inputs a training stage reads besides its upstream stage: prepared models and data,
+    /// and the encoded hidden states of `data`.
+    fn inputs(
+        &mut self,
+        enc: &str,
+        llm: &str,
+        data: &str,
+        aspect: stages::ImageAspect,
+        cell: usize,
+    ) -> Vec<TaskKey> {
+        [
+            self.prepare("models", enc, cell),
+            self.prepare("models", llm, cell),
+            self.prepare("data", data, cell),
+            self.encode(enc, data, aspect, cell),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -249,15 +318,18 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
     for w in &m.grid.when {
         collect_locs(&w.axes, &mut locs);
     }
-    let mut b = Builder {
-        m,
-        tasks: Default::default(),
-        by_key: HashMap::new(),
-        memo: HashMap::new(),
-        locs,
-    };
+    let mut b = Builder::new(m, locs);
 
     for (ci, cell) in cells.iter().enumerate() {
+        let (enc, llm) = (
+            text(cell, "encoder").unwrap_or(""),
+            text(cell, "llm").unwrap_or(""),
+        );
+        let (pt, sft) = (
+            text(cell, "pretrain_data").unwrap_or(""),
+            text(cell, "sft").unwrap_or(""),
+        );
+
         // ---- pretrain
         let sig = format!(
             "pretrain\u{0}{}",
@@ -266,17 +338,9 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
         let pretrain = match b.memo.get(&sig) {
             Some(&at) => {
                 b.serve(at, ci);
-                // Inputs of a shared pretrain serve this cell as well.
-                let (enc, llm, pt) = (
-                    text(cell, "encoder").unwrap_or(""),
-                    text(cell, "llm").unwrap_or(""),
-                    text(cell, "pretrain_data").unwrap_or(""),
-                );
-                b.model_dep(enc, ci);
-                b.model_dep(llm, ci);
-                b.data_dep(pt, ci);
-                let hp = with_axes(&m.pretrain, cell, "pretrain");
-                b.encode(enc, pt, hp.image_aspect, ci);
+                // The inputs of a shared pretrain serve this cell as well.
+                let hp: TrainSettings = with_axes(&m.pretrain, cell, "pretrain");
+                b.inputs(enc, llm, pt, hp.image_aspect, ci);
                 at
             }
             None => match plan_pretrain(&mut b, cell, ci, d) {
@@ -289,43 +353,24 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
         };
 
         // ---- finetune
+        let hp: TrainSettings = with_axes(&m.finetune, cell, "finetune");
+        let mut deps = vec![b.task(pretrain).key.clone()];
+        deps.extend(b.inputs(enc, llm, sft, hp.image_aspect, ci));
         let sig = format!(
             "finetune\u{0}{}\u{0}{}",
             b.task(pretrain).key,
             signature(cell, &["sft", "seed"], "finetune")
         );
-        let (enc, llm) = (
-            text(cell, "encoder").unwrap_or("").to_string(),
-            text(cell, "llm").unwrap_or("").to_string(),
-        );
-        let sft = text(cell, "sft").unwrap_or("").to_string();
         let finetune = match b.memo.get(&sig) {
             Some(&at) => {
                 b.serve(at, ci);
-                b.model_dep(&enc, ci);
-                b.model_dep(&llm, ci);
-                b.data_dep(&sft, ci);
-                let hp = with_axes(&m.finetune, cell, "finetune");
-                b.encode(&enc, &sft, hp.image_aspect, ci);
                 at
             }
             None => {
-                let Some(data) = m.dataset(&sft) else {
+                let Some(data) = b.spec("data", sft) else {
                     continue;
                 };
-                let hp: TrainSettings = with_axes(&m.finetune, cell, "finetune");
-                let mut deps = vec![b.task(pretrain).key.clone()];
-                deps.extend(
-                    [
-                        b.model_dep(&enc, ci),
-                        b.model_dep(&llm, ci),
-                        b.data_dep(&sft, ci),
-                        b.encode(&enc, &sft, hp.image_aspect, ci),
-                    ]
-                    .into_iter()
-                    .flatten(),
-                );
-                let config = json!({"data": data.spec(), "hparams": hp, "seed": cell.get("seed")});
+                let config = json!({"data": data, "hparams": hp, "seed": cell.get("seed")});
                 let at = b.add(StageKind::Finetune, config, deps, ci, BTreeMap::new());
                 b.memo.insert(sig, at);
                 at
@@ -333,54 +378,41 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
         };
 
         // ---- eval
-        let bench_name = text(cell, "benchmark").unwrap_or("").to_string();
-        let sig = format!(
-            "eval\u{0}{}\u{0}{}",
-            b.task(finetune).key,
-            signature(cell, &EVAL_AXES, "eval")
-        );
-        match b.memo.get(&sig) {
-            Some(&at) => b.serve(at, ci),
-            None => {
-                let Some(bench) = m.benchmark(&bench_name) else {
-                    continue;
-                };
-                let mut base: EvalSettings = m.eval.clone();
-                if let Some(n) = bench.max_new_tokens {
-                    base.max_new_tokens = n;
-                }
-                let settings = with_axes(&base, cell, "eval");
-                let mut deps = vec![b.task(finetune).key.clone()];
-                deps.extend(
-                    [
-                        b.model_dep(&enc, ci),
-                        b.model_dep(&llm, ci),
-                        b.prepare(
-                            "benchmarks",
-                            &bench_name,
-                            bench.spec(),
-                            bench.is_synth(),
-                            ci,
-                        ),
-                    ]
-                    .into_iter()
-                    .flatten(),
-                );
-                let config = json!({"benchmark": bench.spec(), "settings": settings});
-                let at = b.add(StageKind::Eval, config, deps, ci, BTreeMap::new());
-                b.memo.insert(sig, at);
+        let bench = text(cell, "benchmark").unwrap_or("");
+        let Some(bench_entry) = m.benchmark(bench) else {
+            continue;
+        };
+        let eval_sig = format!("{bench}\u{0}{}", signature(cell, &[], "eval"));
+        if !b.eval_configs.contains_key(&eval_sig) {
+            let mut base: EvalSettings = m.eval.clone();
+            if let Some(n) = bench_entry.max_new_tokens {
+                base.max_new_tokens = n;
             }
+            let settings = with_axes(&base, cell, "eval");
+            let config = json!({"benchmark": b.spec("benchmarks", bench), "settings": settings});
+            let canonical = canonical_json(&config);
+            b.eval_configs.insert(eval_sig.clone(), (config, canonical));
         }
-        // Shared prepare/encode inputs of a reused eval/finetune already served this cell above.
-        if let Some(bench) = m.benchmark(&bench_name) {
-            b.prepare(
-                "benchmarks",
-                &bench_name,
-                bench.spec(),
-                bench.is_synth(),
-                ci,
-            );
-        }
+        let mut deps = vec![b.task(finetune).key.clone()];
+        deps.extend(
+            [
+                b.prepare("models", enc, ci),
+                b.prepare("models", llm, ci),
+                b.prepare("benchmarks", bench, ci),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        let (config, canonical) = b.eval_configs.remove(&eval_sig).expect("inserted above");
+        b.add_canonical(
+            StageKind::Eval,
+            || config.clone(),
+            &canonical,
+            deps,
+            ci,
+            BTreeMap::new(),
+        );
+        b.eval_configs.insert(eval_sig, (config, canonical));
     }
 
     let mut tasks: Vec<Task> = b.tasks.into_iter().flatten().collect();
@@ -403,7 +435,8 @@ fn plan_pretrain(
         text(cell, "llm")?,
         text(cell, "pretrain_data")?,
     );
-    let (enc, llm, pt) = (m.model(enc_name)?, m.model(llm_name)?, m.dataset(pt_name)?);
+    let (enc, llm) = (m.model(enc_name)?, m.model(llm_name)?);
+    m.dataset(pt_name)?;
     let set = match (fusion, text(cell, "layers")) {
         (Fusion::Baseline, _) => None,
         (_, Some(s)) => Some(LayerSet::parse(s).ok()?),
@@ -430,21 +463,13 @@ fn plan_pretrain(
         }
     };
     let hp: TrainSettings = with_axes(&m.pretrain, cell, "pretrain");
-    let deps: Vec<TaskKey> = [
-        b.model_dep(enc_name, ci),
-        b.model_dep(llm_name, ci),
-        b.data_dep(pt_name, ci),
-        b.encode(enc_name, pt_name, hp.image_aspect, ci),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let deps = b.inputs(enc_name, llm_name, pt_name, hp.image_aspect, ci);
     let config = json!({
         "fusion": fusion.name(),
         "layers": resolved,
-        "encoder": enc.spec(),
-        "llm": llm.spec(),
-        "data": pt.spec(),
+        "encoder": b.spec("models", enc_name),
+        "llm": b.spec("models", llm_name),
+        "data": b.spec("data", pt_name),
         "hparams": hp,
         "seed": cell.get("seed"),
     });

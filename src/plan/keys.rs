@@ -70,7 +70,33 @@ pub fn pre_image(stage: StageKind, version: u32, config: &Value, deps: &[TaskKey
 
 /// The task key of a pre-image.
 pub fn task_key(stage: StageKind, version: u32, config: &Value, deps: &[TaskKey]) -> TaskKey {
-    let text = canonical_json(&pre_image(stage, version, config, deps));
+    task_key_canonical(stage, version, &canonical_json(config), deps)
+}
+
+/// [`task_key`] from the config's canonical JSON, which the planner caches for configs shared
+/// by many tasks. Writes the same bytes as `canonical_json(&pre_image(..))`: the pre-image's
+/// keys in sorted order (config, deps, stage, version).
+pub fn task_key_canonical(
+    stage: StageKind,
+    version: u32,
+    config_canonical: &str,
+    deps: &[TaskKey],
+) -> TaskKey {
+    let mut text = String::with_capacity(config_canonical.len() + 70 * deps.len() + 48);
+    text.push_str("{\"config\":");
+    text.push_str(config_canonical);
+    text.push_str(",\"deps\":[");
+    for (i, d) in deps.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&serde_json::to_string(&d.0).expect("strings serialise"));
+    }
+    text.push_str("],\"stage\":");
+    text.push_str(&serde_json::to_string(stage.as_str()).expect("strings serialise"));
+    text.push_str(",\"version\":");
+    text.push_str(&version.to_string());
+    text.push('}');
     TaskKey(blake3::hash(text.as_bytes()).to_hex().to_string())
 }
 
@@ -85,6 +111,15 @@ mod tests {
         assert_eq!(canonical_json(&a), r#"{"a":{"x":"s","y":[1,2.5]},"b":1}"#);
         assert_eq!(canonical_json(&json!(2e-5)), "0.00002");
         assert_eq!(canonical_json(&json!(1e-30)), "1e-30");
+    }
+
+    #[test]
+    fn the_fast_path_hashes_the_canonical_pre_image() {
+        let c = json!({"b": [1.5, "x"], "a": {"z": null}});
+        let deps = [TaskKey("k1".into()), TaskKey("k2".into())];
+        let slow = canonical_json(&pre_image(StageKind::Eval, 3, &c, &deps));
+        let expected = TaskKey(blake3::hash(slow.as_bytes()).to_hex().to_string());
+        assert_eq!(task_key(StageKind::Eval, 3, &c, &deps), expected);
     }
 
     #[test]
