@@ -12,7 +12,11 @@ fn mlvf() -> Command {
 #[test]
 fn a_bad_manifest_exits_2_names_the_position_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "m.toml", &GRID.replace("\"E_D\", \"I_D\"", "\"E_D\", \"ID\""));
+    let p = write(
+        dir.path(),
+        "m.toml",
+        &GRID.replace("\"E_D\", \"I_D\"", "\"E_D\", \"ID\""),
+    );
     mlvf()
         .args(["plan", p.to_str().unwrap()])
         .assert()
@@ -28,22 +32,47 @@ fn json_output_is_the_documented_object_and_sees_cached_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "m.toml", GRID);
     let plan = mlvf::plan::load(&p, None).unwrap();
-    let done = plan.tasks.iter().find(|t| t.stage == mlvf::plan::StageKind::Pretrain).unwrap();
+    let done = plan
+        .tasks
+        .iter()
+        .find(|t| t.stage == mlvf::plan::StageKind::Pretrain)
+        .unwrap();
     let path = mlvf::store::layout::done_path(&plan.store, done.stage, &done.key);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "{}").unwrap();
-    let out = mlvf().args(["plan", p.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    let out = mlvf()
+        .args(["plan", p.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["sweep"], "t");
-    assert_eq!(j["stages"]["pretrain"], serde_json::json!({"total": 3, "cached": 1, "missing": 2}));
-    let t = j["tasks"].as_array().unwrap().iter().find(|t| t["key"] == done.key.0).unwrap();
+    assert_eq!(
+        j["stages"]["pretrain"],
+        serde_json::json!({"total": 3, "cached": 1, "missing": 2})
+    );
+    let t = j["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["key"] == done.key.0)
+        .unwrap();
     assert_eq!(t["state"], "cached");
     assert_eq!(t["cells"][0]["fusion"], "E_D");
     assert!(t["deps"].is_array());
     // Text and dot formats render the same plan.
-    mlvf().args(["plan", p.to_str().unwrap()]).assert().success().stdout(contains("pretrain         3       1       2")).stdout(contains("each pretrain feeds 1–1 finetunes"));
-    mlvf().args(["plan", p.to_str().unwrap(), "--format", "dot"]).assert().success().stdout(contains("digraph")).stdout(contains(done.key.short()));
+    mlvf()
+        .args(["plan", p.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(contains("pretrain         3       1       2"))
+        .stdout(contains("each pretrain feeds 1–1 finetunes"));
+    mlvf()
+        .args(["plan", p.to_str().unwrap(), "--format", "dot"])
+        .assert()
+        .success()
+        .stdout(contains("digraph"))
+        .stdout(contains(done.key.short()));
 }
 
 #[test]
@@ -57,7 +86,11 @@ fn explain_prints_the_pre_image_and_why_an_edit_reruns_a_task() {
         std::fs::create_dir_all(sp.parent().unwrap()).unwrap();
         std::fs::write(sp, serde_json::to_string(t).unwrap()).unwrap();
     }
-    let eval = plan.tasks.iter().find(|t| t.stage == mlvf::plan::StageKind::Eval).unwrap();
+    let eval = plan
+        .tasks
+        .iter()
+        .find(|t| t.stage == mlvf::plan::StageKind::Eval)
+        .unwrap();
     let prefix = &eval.key.0[..10];
     mlvf()
         .args(["explain", prefix, p.to_str().unwrap()])
@@ -66,7 +99,11 @@ fn explain_prints_the_pre_image_and_why_an_edit_reruns_a_task() {
         .stdout(contains("\"stage\": \"eval\""))
         .stdout(contains("unchanged"));
     // Edit the finetune learning rate: the eval reruns because its finetune changed.
-    std::fs::write(&p, std::fs::read_to_string(&p).unwrap() + "\n[finetune]\nlr = 1e-5\n").unwrap();
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p).unwrap() + "\n[finetune]\nlr = 1e-5\n",
+    )
+    .unwrap();
     mlvf()
         .args(["explain", prefix, p.to_str().unwrap()])
         .assert()
@@ -76,6 +113,14 @@ fn explain_prints_the_pre_image_and_why_an_edit_reruns_a_task() {
         .stdout(contains("config.hparams.lr: 0.00002 → 0.00001"));
     // Without a manifest, the stored spec alone.
     let store = plan.store.to_str().unwrap().to_string();
-    mlvf().args(["explain", prefix, "--store", &store]).assert().success().stdout(contains(eval.key.0.as_str()));
-    mlvf().args(["explain", "zzzz", "--store", &store]).assert().code(2).stderr(contains("no task key starts with `zzzz`"));
+    mlvf()
+        .args(["explain", prefix, "--store", &store])
+        .assert()
+        .success()
+        .stdout(contains(eval.key.0.as_str()));
+    mlvf()
+        .args(["explain", "zzzz", "--store", &store])
+        .assert()
+        .code(2)
+        .stderr(contains("no task key starts with `zzzz`"));
 }
