@@ -176,3 +176,16 @@ fn extends_merges_tables_and_resolves_paths_against_the_writing_file() {
     // The store is the parent's `store = "store"`, relative to the parent file.
     assert!(plan.store.ends_with("base/store"));
 }
+
+#[test]
+fn a_when_matching_no_cell_is_a_warning_but_one_matching_an_include_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{HEAD}fusion = [\"E_D\"]\nlayers = [\"18\"]\ninclude = [{{ fusion = \"baseline\" }}]\n[[grid.when]]\nmatch = {{ fusion = \"baseline\" }}\naxes = {{ seed = [0, 1] }}\n[[grid.when]]\nmatch = {{ fusion = \"I_M\" }}\naxes = {{ seed = [5] }}\n"
+    );
+    let p = write(dir.path(), "m.toml", &body);
+    let (plan, warnings) = mlvf::plan::load_with_warnings(&p, None).unwrap();
+    assert_eq!(plan.cells.len(), 3, "E_D/18 + baseline × 2 seeds");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains(&pos(&p, "{ fusion = \"I_M\" }")), "{}", warnings[0]);
+}

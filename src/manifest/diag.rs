@@ -63,6 +63,9 @@ impl Diagnostics {
 }
 
 fn render(diags: &[Diag], level: &str, sources: &Sources) -> String {
+    // In file order: the order a user fixes them in.
+    let mut diags: Vec<&Diag> = diags.iter().collect();
+    diags.sort_by_key(|d| d.loc.as_ref().map(|l| (l.file, l.start)));
     let mut out = String::new();
     for (i, d) in diags.iter().enumerate() {
         if i > 0 {
@@ -82,6 +85,13 @@ fn render(diags: &[Diag], level: &str, sources: &Sources) -> String {
         out.push_str(&format!("\n{} errors", diags.len()));
     }
     out
+}
+
+/// A hint for a value of the wrong type: numbers and booleans written as strings.
+pub fn unquote_hint(value: &serde_json::Value) -> Option<String> {
+    let s = value.as_str()?;
+    (s.parse::<f64>().is_ok() || s == "true" || s == "false")
+        .then(|| format!("write it without quotes: {s}"))
 }
 
 /// The closest candidate to a misspelt word, if one is close enough to be a likely typo.
@@ -112,9 +122,20 @@ pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> String {
                 .join(", ")
         )
     };
-    match closest(word, candidates.iter().copied()) {
-        Some(c) => format!("did you mean `{c}`? ({list})"),
-        None => list,
+    if let Some(c) = closest(word, candidates.iter().copied()) {
+        return format!("did you mean `{c}`? ({list})");
+    }
+    // A truncated name (`warmup` for `warmup_steps`/`warmup_ratio`) is as likely as a typo.
+    let lower = word.to_lowercase();
+    let starts: Vec<String> = candidates
+        .iter()
+        .filter(|c| lower.len() >= 3 && c.to_lowercase().starts_with(&lower))
+        .map(|c| format!("`{c}`"))
+        .collect();
+    if starts.is_empty() {
+        list
+    } else {
+        format!("did you mean {}? ({list})", starts.join(" or "))
     }
 }
 
@@ -131,5 +152,7 @@ mod tests {
         );
         assert_eq!(closest("zzzzzzzz", ["E_D", "E_M"]), None);
         assert!(suggest("lr_", &["lr", "weight_decay"]).starts_with("did you mean `lr`?"));
+        assert!(suggest("warmup", &["lr", "warmup_steps", "warmup_ratio"])
+            .starts_with("did you mean `warmup_steps` or `warmup_ratio`?"));
     }
 }

@@ -628,7 +628,8 @@ impl GridSpec {
             None => product(vec![CellAxes::new()], &factors),
             Some(b) => ablate(b, &factors, d),
         };
-        cells = self.apply_when(cells);
+        let mut when_used = vec![false; self.when.len()];
+        cells = self.apply_when(cells, &mut when_used);
         for p in &self.exclude {
             let before = cells.len();
             cells.retain(|c| !matches(p, c));
@@ -673,7 +674,7 @@ impl GridSpec {
                 })
                 .collect();
             added = product(added, &rest);
-            added = self.apply_when(added);
+            added = self.apply_when(added, &mut when_used);
             let mut any = false;
             for c in added {
                 let c = drop_baseline_layers(c);
@@ -690,6 +691,17 @@ impl GridSpec {
                 );
             }
         }
+        for (w, used) in self.when.iter().zip(when_used) {
+            if !used {
+                d.warning(
+                    &w.pred.loc,
+                    "this `[[grid.when]]` matches no cell",
+                    Some(
+                        "check its `match` values against the grid's axes; it has no effect".into(),
+                    ),
+                );
+            }
+        }
         let mut out = Vec::with_capacity(cells.len());
         let mut seen = HashSet::new();
         for c in cells {
@@ -701,8 +713,9 @@ impl GridSpec {
         out
     }
 
-    fn apply_when(&self, mut cells: Vec<CellAxes>) -> Vec<CellAxes> {
-        for w in &self.when {
+    /// Applies the `when` blocks in order; `used[i]` becomes true when block i matched a cell.
+    fn apply_when(&self, mut cells: Vec<CellAxes>, used: &mut [bool]) -> Vec<CellAxes> {
+        for (i, w) in self.when.iter().enumerate() {
             let factors: Vec<Vec<Vec<(String, Json)>>> = w
                 .axes
                 .iter()
@@ -716,6 +729,7 @@ impl GridSpec {
             let mut out = Vec::with_capacity(cells.len());
             for c in cells {
                 if matches(&w.pred, &c) {
+                    used[i] = true;
                     out.extend(product(vec![c], &factors));
                 } else {
                     out.push(c);

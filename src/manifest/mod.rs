@@ -250,7 +250,7 @@ where
             Err(stages::FieldError::Type(m)) => d.error(
                 &e.node.loc,
                 format!("[{key}] `{}` = {}: {m}", e.key, e.node.to_json()),
-                None,
+                diag::unquote_hint(&e.node.to_json()),
             ),
         }
     }
