@@ -641,7 +641,14 @@ impl GridSpec {
                 );
             }
         }
-        let mut seen: HashSet<String> = cells.iter().map(cell_id).collect();
+        let mut seen: HashSet<String> = if self.include.is_empty() {
+            HashSet::new()
+        } else {
+            cells
+                .iter()
+                .map(|c| cell_id(&drop_baseline_layers(c.clone())))
+                .collect()
+        };
         for p in &self.include {
             let mut base = CellAxes::new();
             let named: HashSet<&str> = p.entries.iter().map(|a| a.name.as_str()).collect();

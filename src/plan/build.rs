@@ -49,59 +49,48 @@ struct Builder<'m> {
     by_key: HashMap<TaskKey, (usize, usize)>,
     /// Signature of the stage-relevant cell values → task, to skip re-hashing shared tasks.
     memo: HashMap<String, (usize, usize)>,
-    /// (section, name) → entry content.
-    entries: HashMap<(&'static str, String), EntryInfo>,
-    /// Eval config signature → (config, canonical JSON): shared by every finetune's evals.
-    eval_configs: HashMap<String, (Json, String)>,
+    /// Entry name → content, for `[models]`, `[data]` and `[benchmarks]`.
+    entries: [HashMap<String, EntryInfo>; 3],
     /// (axis, value) → where it was written, for errors found while planning.
     locs: HashMap<(String, String), Loc>,
 }
 
 impl<'m> Builder<'m> {
     fn new(m: &'m Manifest, locs: HashMap<(String, String), Loc>) -> Self {
-        let mut entries = HashMap::new();
-        for e in &m.models {
-            entries.insert(
-                ("models", e.name.clone()),
-                EntryInfo {
-                    spec: e.spec(),
-                    synth: e.source.is_synth(),
-                },
-            );
-        }
-        for e in &m.data {
-            entries.insert(
-                ("data", e.name.clone()),
-                EntryInfo {
-                    spec: e.spec(),
-                    synth: e.is_synth(),
-                },
-            );
-        }
-        for e in &m.benchmarks {
-            entries.insert(
-                ("benchmarks", e.name.clone()),
-                EntryInfo {
-                    spec: e.spec(),
-                    synth: e.is_synth(),
-                },
-            );
-        }
+        let info = |spec: Json, synth: bool| EntryInfo { spec, synth };
+        let models = m
+            .models
+            .iter()
+            .map(|e| (e.name.clone(), info(e.spec(), e.source.is_synth())));
+        let data = m
+            .data
+            .iter()
+            .map(|e| (e.name.clone(), info(e.spec(), e.is_synth())));
+        let benchmarks = m
+            .benchmarks
+            .iter()
+            .map(|e| (e.name.clone(), info(e.spec(), e.is_synth())));
         Builder {
             m,
             tasks: Default::default(),
             by_key: HashMap::new(),
             memo: HashMap::new(),
-            entries,
-            eval_configs: HashMap::new(),
+            entries: [models.collect(), data.collect(), benchmarks.collect()],
             locs,
         }
     }
 
+    fn entry(&self, section: &'static str, name: &str) -> Option<&EntryInfo> {
+        let i = match section {
+            "models" => 0,
+            "data" => 1,
+            _ => 2,
+        };
+        self.entries[i].get(name)
+    }
+
     fn spec(&self, section: &'static str, name: &str) -> Option<&Json> {
-        self.entries
-            .get(&(section, name.to_string()))
-            .map(|e| &e.spec)
+        self.entry(section, name).map(|e| &e.spec)
     }
 
     fn task(&self, at: (usize, usize)) -> &Task {
@@ -172,7 +161,7 @@ impl<'m> Builder<'m> {
 
     /// The prepare task of an entry, if it is a `synth:` one.
     fn prepare(&mut self, section: &'static str, name: &str, cell: usize) -> Option<TaskKey> {
-        let info = self.entries.get(&(section, name.to_string()))?;
+        let info = self.entry(section, name)?;
         if !info.synth {
             return None;
         }
@@ -319,6 +308,8 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
         collect_locs(&w.axes, &mut locs);
     }
     let mut b = Builder::new(m, locs);
+    // Eval config signature → (config, canonical JSON): shared by every finetune's evals.
+    let mut eval_configs: HashMap<String, (Json, String)> = HashMap::new();
 
     for (ci, cell) in cells.iter().enumerate() {
         let (enc, llm) = (
@@ -383,7 +374,7 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
             continue;
         };
         let eval_sig = format!("{bench}\u{0}{}", signature(cell, &[], "eval"));
-        if !b.eval_configs.contains_key(&eval_sig) {
+        if !eval_configs.contains_key(&eval_sig) {
             let mut base: EvalSettings = m.eval.clone();
             if let Some(n) = bench_entry.max_new_tokens {
                 base.max_new_tokens = n;
@@ -391,7 +382,7 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
             let settings = with_axes(&base, cell, "eval");
             let config = json!({"benchmark": b.spec("benchmarks", bench), "settings": settings});
             let canonical = canonical_json(&config);
-            b.eval_configs.insert(eval_sig.clone(), (config, canonical));
+            eval_configs.insert(eval_sig.clone(), (config, canonical));
         }
         let mut deps = vec![b.task(finetune).key.clone()];
         deps.extend(
@@ -403,16 +394,15 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
             .into_iter()
             .flatten(),
         );
-        let (config, canonical) = b.eval_configs.remove(&eval_sig).expect("inserted above");
+        let (config, canonical) = &eval_configs[&eval_sig];
         b.add_canonical(
             StageKind::Eval,
             || config.clone(),
-            &canonical,
+            canonical,
             deps,
             ci,
             BTreeMap::new(),
         );
-        b.eval_configs.insert(eval_sig, (config, canonical));
     }
 
     let mut tasks: Vec<Task> = b.tasks.into_iter().flatten().collect();
@@ -492,10 +482,20 @@ fn label(tasks: &mut [Task], cells: &[CellAxes]) {
             ),
             _ => continue,
         };
+        let relevant = |k: &str| fixed.contains(&k) || prefixes.iter().any(|p| k.starts_with(p));
+        if let [only] = t.cells[..] {
+            // Most tasks (every eval of a grid without shared evals) serve one cell.
+            t.axes = cells[only]
+                .iter()
+                .filter(|(k, _)| relevant(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            continue;
+        }
         let mut values: BTreeMap<String, Vec<Json>> = BTreeMap::new();
         for &ci in &t.cells {
             for (k, v) in &cells[ci] {
-                if fixed.contains(&k.as_str()) || prefixes.iter().any(|p| k.starts_with(p)) {
+                if relevant(k) {
                     let list = values.entry(k.clone()).or_default();
                     if !list.contains(v) {
                         list.push(v.clone());
