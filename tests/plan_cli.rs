@@ -124,3 +124,39 @@ fn explain_prints_the_pre_image_and_why_an_edit_reruns_a_task() {
         .code(2)
         .stderr(contains("no task key starts with `zzzz`"));
 }
+
+#[test]
+fn explain_names_the_axis_that_changed_when_no_cell_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "m.toml", GRID);
+    let plan = mlvf::plan::load(&p, None).unwrap();
+    for t in &plan.tasks {
+        let sp = mlvf::store::layout::spec_path(&plan.store, &t.key);
+        std::fs::create_dir_all(sp.parent().unwrap()).unwrap();
+        std::fs::write(sp, serde_json::to_string(t).unwrap()).unwrap();
+    }
+    let old = plan
+        .tasks
+        .iter()
+        .find(|t| {
+            t.stage == mlvf::plan::StageKind::Finetune
+                && t.axes["fusion"] == "I_D"
+                && t.axes["layers"] == "3-18"
+        })
+        .unwrap();
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p).unwrap().replace(
+            r#"layers = ["3-18", "3-18-23"]"#,
+            r#"layers = ["3-18-23", "18"]"#,
+        ),
+    )
+    .unwrap();
+    mlvf()
+        .args(["explain", old.key.short(), p.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(contains("no planned finetune has the same axis values"))
+        .stdout(contains("differs in layers: \"3-18\" → "))
+        .stdout(contains("config.layers.injections"));
+}

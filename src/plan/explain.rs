@@ -100,17 +100,27 @@ pub fn stored_keys(store: &Path, prefix: &str) -> Vec<TaskKey> {
     out
 }
 
-/// How well a planned task's labels match an old task's: (axes equal, count of equal axes).
+/// Whether two label values describe overlapping cells (an array lists several values, as when
+/// `3-18` and `3-18-23` share one external-fusion pretrain).
+fn agree(a: &Json, b: &Json) -> bool {
+    let as_list = |v: &Json| match v {
+        Json::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    let (la, lb) = (as_list(a), as_list(b));
+    a == b || la.iter().any(|x| lb.contains(x))
+}
+
+/// How well a planned task's labels match an old task's: (all axes agree, count that agree).
 fn affinity(old: &Task, new: &Task) -> (bool, usize) {
     let same = old
         .axes
         .iter()
-        .filter(|(k, v)| new.axes.get(*k) == Some(v))
+        .filter(|(k, v)| new.axes.get(*k).is_some_and(|w| agree(v, w)))
         .count();
-    (
-        same == old.axes.len() && old.axes.len() == new.axes.len(),
-        same,
-    )
+    let keys_equal =
+        old.axes.len() == new.axes.len() && old.axes.keys().all(|k| new.axes.contains_key(k));
+    (same == old.axes.len() && keys_equal, same)
 }
 
 /// The planned task that replaces `old`: same stage and same axis values, or else the one of
@@ -136,15 +146,21 @@ pub fn why_rerun(old: &Task, plan: &Plan, store: &Path, depth: usize, out: &mut 
         return;
     };
     if !exact {
+        let mut keys: Vec<&String> = old.axes.keys().chain(new.axes.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let show = |v: Option<&Json>| v.map_or("(absent)".to_string(), |v| v.to_string());
+        let differs: Vec<String> = keys
+            .into_iter()
+            .filter(|k| old.axes.get(*k) != new.axes.get(*k))
+            .map(|k| format!("{k}: {} → {}", show(old.axes.get(k)), show(new.axes.get(k))))
+            .collect();
         out.push(format!(
-            "{pad}no planned {} has the same axis values; the closest is {} ({})",
+            "{pad}no planned {} has the same axis values; the closest, {} {}, differs in {}:",
             old.stage,
+            new.stage,
             new.key.short(),
-            new.axes
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            differs.join(", ")
         ));
     } else {
         out.push(format!(
@@ -197,6 +213,13 @@ mod tests {
             cells: vec![],
             axes: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn labels_agree_when_their_cells_overlap() {
+        assert!(agree(&json!(["3-18", "3-18-23"]), &json!("3-18")));
+        assert!(agree(&json!("E_D"), &json!("E_D")));
+        assert!(!agree(&json!(["3-18", "3-18-23"]), &json!("all")));
     }
 
     #[test]
