@@ -272,3 +272,22 @@ fn a_fusion_needing_layers_without_a_layers_axis_is_an_error() {
         &[&pos(&p, "\"E_D\""), "fusion `E_D` needs a layer set"],
     );
 }
+
+#[test]
+fn an_axis_named_only_by_include_is_reported_not_silently_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = GRID.replace(
+        "fusion = [\"E_D\", \"I_D\"]\n",
+        "include = [{ fusion = \"baseline\" }]\n",
+    );
+    let p = write(dir.path(), "m.toml", &g);
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "[grid]"),
+            "have no `fusion`",
+            "add `fusion = [...]`",
+        ],
+    );
+}

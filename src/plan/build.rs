@@ -30,6 +30,16 @@ const PRETRAIN_AXES: [&str; 6] = [
     "seed",
 ];
 const FINETUNE_AXES: [&str; 1] = ["sft"];
+/// Axes every cell must have (`layers` only for fusions other than the baseline).
+const REQUIRED_AXES: [&str; 7] = [
+    "fusion",
+    "encoder",
+    "llm",
+    "pretrain_data",
+    "sft",
+    "benchmark",
+    "seed",
+];
 const EVAL_AXES: [&str; 1] = ["benchmark"];
 
 fn stage_index(s: StageKind) -> usize {
@@ -310,6 +320,22 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
     let mut b = Builder::new(m, locs);
     // Eval config signature → (config, canonical JSON): shared by every finetune's evals.
     let mut eval_configs: HashMap<String, (Json, String)> = HashMap::new();
+
+    // An axis named only by `include`/`when`/`ablate` gets no default, so product cells can lack
+    // it: say so rather than plan them partially.
+    for axis in REQUIRED_AXES {
+        let missing = cells.iter().filter(|c| !c.contains_key(axis)).count();
+        if missing > 0 {
+            d.error(
+                &m.grid.loc,
+                format!("{missing} of {} cells have no `{axis}`: [grid] names it only in include/when/ablate", cells.len()),
+                Some(format!("add `{axis} = [...]` to [grid] (the product's cells need a value too)")),
+            );
+        }
+    }
+    if d.has_errors() {
+        return Vec::new();
+    }
 
     for (ci, cell) in cells.iter().enumerate() {
         let (enc, llm) = (
