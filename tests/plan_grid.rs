@@ -187,5 +187,9 @@ fn a_when_matching_no_cell_is_a_warning_but_one_matching_an_include_is_not() {
     let (plan, warnings) = mlvf::plan::load_with_warnings(&p, None).unwrap();
     assert_eq!(plan.cells.len(), 3, "E_D/18 + baseline × 2 seeds");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains(&pos(&p, "{ fusion = \"I_M\" }")), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains(&pos(&p, "{ fusion = \"I_M\" }")),
+        "{}",
+        warnings[0]
+    );
 }
