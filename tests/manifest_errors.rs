@@ -291,3 +291,23 @@ fn an_axis_named_only_by_include_is_reported_not_silently_dropped() {
         ],
     );
 }
+
+#[test]
+fn towers_too_shallow_to_fuse_are_rejected_at_their_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_raw(
+        dir.path(),
+        "m.toml",
+        "[sweep]\nname = \"x\"\n[models]\nv = { kind = \"vision\", family = \"siglip\", source = \"synth:siglip\", depth = 2 }\nl = { kind = \"llm\", family = \"llama\", source = \"synth:llama\", layers = 0 }\n",
+    );
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "2 }"),
+            "drops its last layer",
+            &pos(&p, "0 }"),
+            "at least one decoder layer",
+        ],
+    );
+}

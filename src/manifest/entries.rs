@@ -336,6 +336,38 @@ pub fn model(e: &Entry, sources: &Sources, d: &mut Diagnostics) -> Option<ModelE
     let layers = read::uint(t, "layers", &what, d);
     let drop = read::boolean(t, "drop_last_layer", &what, d);
     let params = read::params(t, &what, d);
+    // Layer resolution needs a base layer below the top: an effective depth of at least 2.
+    if let Some((n, loc)) = &depth {
+        let dropped = drop
+            .as_ref()
+            .map(|x| x.0)
+            .unwrap_or_else(|| family.as_ref().is_some_and(|f| f.0 == "siglip"))
+            as u64;
+        if n.saturating_sub(dropped) < 2 {
+            d.error(
+                loc,
+                format!(
+                    "{what}: a vision tower of depth {n}{} leaves no layer to fuse",
+                    if dropped == 1 {
+                        " that drops its last layer"
+                    } else {
+                        ""
+                    }
+                ),
+                Some(
+                    "the effective depth (depth, minus 1 with drop_last_layer) must be at least 2"
+                        .into(),
+                ),
+            );
+        }
+    }
+    if let Some((0, loc)) = &layers {
+        d.error(
+            loc,
+            format!("{what}: an LLM needs at least one decoder layer"),
+            None,
+        );
+    }
     let kind = kind?;
     let families: &[&str] = match kind {
         ModelKind::Vision => &["clip", "siglip"],
