@@ -274,7 +274,7 @@ fn a_fusion_needing_layers_without_a_layers_axis_is_an_error() {
 }
 
 #[test]
-fn an_axis_named_only_by_include_is_reported_not_silently_dropped() {
+fn an_axis_named_only_by_include_still_needs_a_grid_axis() {
     let dir = tempfile::tempdir().unwrap();
     let g = GRID.replace(
         "fusion = [\"E_D\", \"I_D\"]\n",
@@ -286,8 +286,8 @@ fn an_axis_named_only_by_include_is_reported_not_silently_dropped() {
         &msg,
         &[
             &pos(&p, "[grid]"),
-            "have no `fusion`",
-            "add `fusion = [...]`",
+            "[grid] has no `fusion` axis",
+            "add e.g. `fusion = [",
         ],
     );
 }

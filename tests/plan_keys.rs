@@ -265,3 +265,40 @@ fn the_paper_grid_plans_offline() {
         serde_json::json!([[3], [20]])
     );
 }
+
+#[test]
+fn every_config_round_trips_through_its_typed_struct() {
+    use mlvf::plan::config::*;
+    use mlvf::plan::keys::canonical_json;
+    fn check<T: serde::Serialize + serde::de::DeserializeOwned>(t: &Task) {
+        let typed: T = serde_json::from_value(t.config.clone())
+            .unwrap_or_else(|e| panic!("{} config: {e}\n{}", t.stage, t.config));
+        assert_eq!(
+            canonical_json(&serde_json::to_value(typed).unwrap()),
+            canonical_json(&t.config)
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let g = format!(
+        "[encode]\nenabled = true\n{}include = [{{ fusion = \"baseline\" }}]\n",
+        GRID.replace(r#"sft = ["sft"]"#, r#"sft = ["sft", "syn"]"#)
+    );
+    let mut plans = vec![plan(dir.path(), "m.toml", &g)];
+    plans.push(mlvf::plan::load(std::path::Path::new("experiments/paper.toml"), None).unwrap());
+    for p in &plans {
+        for t in &p.tasks {
+            match t.stage {
+                StageKind::Prepare => check::<PrepareConfig>(t),
+                StageKind::Encode => check::<EncodeConfig>(t),
+                StageKind::Pretrain => check::<PretrainConfig>(t),
+                StageKind::Finetune => check::<FinetuneConfig>(t),
+                StageKind::Eval => check::<EvalConfig>(t),
+            }
+        }
+    }
+    let pre: PretrainConfig = serde_json::from_value(plans[1].tasks[0].config.clone()).unwrap();
+    assert_eq!(
+        pre.encoder.source().unwrap().canonical(),
+        "hf:openai/clip-vit-large-patch14-336"
+    );
+}

@@ -1,6 +1,6 @@
 //! Named entries of `[models]`, `[data]` and `[benchmarks]`, and where each comes from.
 //!
-//! An entry's JSON ([`ModelEntry::spec`] etc.) is what keys hash: its content, never its name, so
+//! An entry's content ([`crate::plan::config::ModelSpec`] etc.) is what keys hash: its content, never its name, so
 //! renaming an entry reruns nothing and two manifests naming the same checkpoint differently share
 //! tasks. Relative paths are resolved against the directory of the file that wrote them.
 
@@ -8,7 +8,7 @@ use super::diag::{suggest, Diagnostics};
 use super::read;
 use super::source::{Entry, Loc, Sources};
 use crate::layers::EncoderDepth;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json};
 use std::path::{Component, Path, PathBuf};
 
 /// Where a model, dataset or benchmark comes from.
@@ -148,29 +148,6 @@ impl ModelEntry {
             drop_last: self.drop_last_layer,
         })
     }
-
-    /// The entry's content, as keys hash it.
-    pub fn spec(&self) -> Json {
-        let mut m = json!({
-            "kind": self.kind.as_str(),
-            "family": self.family,
-            "source": self.source.canonical(),
-        });
-        let o = m.as_object_mut().unwrap();
-        match self.kind {
-            ModelKind::Vision => {
-                o.insert("depth".into(), json!(self.depth));
-                o.insert("drop_last_layer".into(), json!(self.drop_last_layer));
-            }
-            ModelKind::Llm => {
-                o.insert("layers".into(), json!(self.layers));
-            }
-        }
-        if !self.params.is_empty() {
-            o.insert("params".into(), Json::Object(self.params.clone()));
-        }
-        m
-    }
 }
 
 /// A `[data.<name>]` entry: LLaVA-format JSON + image folder, or a synthetic set.
@@ -191,26 +168,6 @@ impl DataEntry {
     pub fn is_synth(&self) -> bool {
         self.source.as_ref().is_some_and(Source::is_synth)
     }
-
-    pub fn spec(&self) -> Json {
-        let mut m = Map::new();
-        if let Some(f) = &self.format {
-            m.insert("format".into(), json!(f));
-        }
-        if let Some(p) = &self.json {
-            m.insert("json".into(), json!(p.display().to_string()));
-        }
-        if let Some(p) = &self.images {
-            m.insert("images".into(), json!(p.display().to_string()));
-        }
-        if let Some(s) = &self.source {
-            m.insert("source".into(), json!(s.canonical()));
-        }
-        if !self.params.is_empty() {
-            m.insert("params".into(), Json::Object(self.params.clone()));
-        }
-        Json::Object(m)
-    }
 }
 
 /// A `[benchmarks.<name>]` entry.
@@ -230,21 +187,6 @@ pub struct BenchmarkEntry {
 impl BenchmarkEntry {
     pub fn is_synth(&self) -> bool {
         self.source.as_ref().is_some_and(Source::is_synth)
-    }
-
-    /// The benchmark's identity as keys hash it (answer length is an eval setting, hashed there).
-    pub fn spec(&self) -> Json {
-        let mut m = Map::new();
-        if let Some(p) = &self.path {
-            m.insert("path".into(), json!(p.display().to_string()));
-        }
-        if let Some(s) = &self.source {
-            m.insert("source".into(), json!(s.canonical()));
-        }
-        if !self.params.is_empty() {
-            m.insert("params".into(), Json::Object(self.params.clone()));
-        }
-        Json::Object(m)
     }
 }
 

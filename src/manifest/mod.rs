@@ -467,7 +467,9 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
 /// Fills axes the grid does not name: `seed = [0]`, `benchmark` = every benchmark, and
 /// `encoder` / `llm` / `pretrain_data` / `sft` when exactly one entry can fill them.
 fn apply_default_axes(grid: &mut GridSpec, cat: &grid::Catalog, d: &mut Diagnostics) {
-    let named = grid.axis_names();
+    // Only the axes [grid] itself lists count: an axis named by include/when/ablate alone still
+    // needs a value in the product's cells.
+    let named: Vec<String> = grid.axes.iter().map(|a| a.name.clone()).collect();
     let has = |n: &str| named.iter().any(|x| x == n);
     if !has("seed") {
         grid.default_axis("seed", vec![Json::from(0)]);

@@ -11,6 +11,10 @@
 //! each upstream task is shared by every cell that differs only downstream. Entries hash by
 //! content, not name. Deps list the upstream stage first, then prepare/encode inputs.
 
+use super::config::{
+    to_json, BenchmarkSpec, DataSpec, EncodeConfig, EvalConfig, FinetuneConfig, ModelSpec,
+    PrepareConfig, PretrainConfig,
+};
 use super::keys::{canonical_json, stage_version, task_key_canonical};
 use super::task::{StageKind, Task, TaskKey};
 use crate::layers::{self, Fusion, LayerSet};
@@ -68,18 +72,24 @@ struct Builder<'m> {
 impl<'m> Builder<'m> {
     fn new(m: &'m Manifest, locs: HashMap<(String, String), Loc>) -> Self {
         let info = |spec: Json, synth: bool| EntryInfo { spec, synth };
-        let models = m
-            .models
-            .iter()
-            .map(|e| (e.name.clone(), info(e.spec(), e.source.is_synth())));
-        let data = m
-            .data
-            .iter()
-            .map(|e| (e.name.clone(), info(e.spec(), e.is_synth())));
-        let benchmarks = m
-            .benchmarks
-            .iter()
-            .map(|e| (e.name.clone(), info(e.spec(), e.is_synth())));
+        let models = m.models.iter().map(|e| {
+            (
+                e.name.clone(),
+                info(to_json(&ModelSpec::from(e)), e.source.is_synth()),
+            )
+        });
+        let data = m.data.iter().map(|e| {
+            (
+                e.name.clone(),
+                info(to_json(&DataSpec::from(e)), e.is_synth()),
+            )
+        });
+        let benchmarks = m.benchmarks.iter().map(|e| {
+            (
+                e.name.clone(),
+                info(to_json(&BenchmarkSpec::from(e)), e.is_synth()),
+            )
+        });
         Builder {
             m,
             tasks: Default::default(),
@@ -97,10 +107,6 @@ impl<'m> Builder<'m> {
             _ => 2,
         };
         self.entries[i].get(name)
-    }
-
-    fn spec(&self, section: &'static str, name: &str) -> Option<&Json> {
-        self.entry(section, name).map(|e| &e.spec)
     }
 
     fn task(&self, at: (usize, usize)) -> &Task {
@@ -185,7 +191,10 @@ impl<'m> Builder<'m> {
             "data" => "dataset",
             _ => "benchmark",
         };
-        let config = json!({"kind": kind, "entry": info.spec});
+        let config = to_json(&PrepareConfig {
+            kind: kind.to_string(),
+            entry: info.spec.clone(),
+        });
         let at = self.add(
             StageKind::Prepare,
             config,
@@ -213,10 +222,10 @@ impl<'m> Builder<'m> {
             self.serve(at, cell);
             return Some(self.task(at).key.clone());
         }
-        let config = json!({
-            "encoder": self.spec("models", encoder)?,
-            "data": self.spec("data", data)?,
-            "image_aspect": aspect.as_str(),
+        let config = to_json(&EncodeConfig {
+            encoder: ModelSpec::from(self.m.model(encoder)?),
+            data: DataSpec::from(self.m.dataset(data)?),
+            image_aspect: aspect,
         });
         let deps: Vec<TaskKey> = [
             self.prepare("models", encoder, cell),
@@ -255,6 +264,11 @@ impl<'m> Builder<'m> {
         .flatten()
         .collect()
     }
+}
+
+/// A cell's seed (validated as a non-negative integer when the manifest loaded).
+fn seed_of(cell: &CellAxes) -> u64 {
+    cell.get("seed").and_then(Json::as_u64).unwrap_or(0)
 }
 
 /// A cell's value of an axis as a string (names, layer sets, fusion).
@@ -384,10 +398,14 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
                 at
             }
             None => {
-                let Some(data) = b.spec("data", sft) else {
+                let Some(data) = m.dataset(sft) else {
                     continue;
                 };
-                let config = json!({"data": data, "hparams": hp, "seed": cell.get("seed")});
+                let config = to_json(&FinetuneConfig {
+                    data: DataSpec::from(data),
+                    hparams: hp,
+                    seed: seed_of(cell),
+                });
                 let at = b.add(StageKind::Finetune, config, deps, ci, BTreeMap::new());
                 b.memo.insert(sig, at);
                 at
@@ -406,7 +424,10 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
                 base.max_new_tokens = n;
             }
             let settings = with_axes(&base, cell, "eval");
-            let config = json!({"benchmark": b.spec("benchmarks", bench), "settings": settings});
+            let config = to_json(&EvalConfig {
+                benchmark: BenchmarkSpec::from(bench_entry),
+                settings,
+            });
             let canonical = canonical_json(&config);
             eval_configs.insert(eval_sig.clone(), (config, canonical));
         }
@@ -452,7 +473,7 @@ fn plan_pretrain(
         text(cell, "pretrain_data")?,
     );
     let (enc, llm) = (m.model(enc_name)?, m.model(llm_name)?);
-    m.dataset(pt_name)?;
+    let pt = m.dataset(pt_name)?;
     let set = match (fusion, text(cell, "layers")) {
         (Fusion::Baseline, _) => None,
         (_, Some(s)) => Some(LayerSet::parse(s).ok()?),
@@ -480,14 +501,14 @@ fn plan_pretrain(
     };
     let hp: TrainSettings = with_axes(&m.pretrain, cell, "pretrain");
     let deps = b.inputs(enc_name, llm_name, pt_name, hp.image_aspect, ci);
-    let config = json!({
-        "fusion": fusion.name(),
-        "layers": resolved,
-        "encoder": b.spec("models", enc_name),
-        "llm": b.spec("models", llm_name),
-        "data": b.spec("data", pt_name),
-        "hparams": hp,
-        "seed": cell.get("seed"),
+    let config = to_json(&PretrainConfig {
+        fusion,
+        layers: resolved,
+        encoder: ModelSpec::from(enc),
+        llm: ModelSpec::from(llm),
+        data: DataSpec::from(pt),
+        hparams: hp,
+        seed: seed_of(cell),
     });
     Some(b.add(StageKind::Pretrain, config, deps, ci, BTreeMap::new()))
 }

@@ -1,6 +1,7 @@
 //! Planning: grid cells → tasks keyed by what each stage reads → a DAG, and its rendering.
 
 pub mod build;
+pub mod config;
 pub mod dag;
 pub mod explain;
 pub mod keys;
