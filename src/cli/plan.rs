@@ -22,6 +22,7 @@ pub struct PlanArgs {
     /// Store root (default: the manifest's `[sweep] store`).
     #[arg(long)]
     pub store: Option<PathBuf>,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
     /// Text format: only counts and sharing, no task tree.
