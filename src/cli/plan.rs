@@ -2,6 +2,7 @@
 
 use crate::plan::{self, render};
 use clap::{Args, ValueEnum};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,13 +37,14 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{w}");
     }
     let cached = render::states(&plan);
-    match args.format {
-        PlanFormat::Text => print!("{}", render::text(&plan, &cached, !args.summary)),
-        PlanFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&render::json(&plan, &cached))?
-        ),
-        PlanFormat::Dot => print!("{}", render::dot(&plan, &cached)?),
+    let out = match args.format {
+        PlanFormat::Text => render::text(&plan, &cached, !args.summary),
+        PlanFormat::Json => serde_json::to_string_pretty(&render::json(&plan, &cached))? + "\n",
+        PlanFormat::Dot => render::dot(&plan, &cached)?,
+    };
+    // `mlvf plan big.toml | head` closes the pipe early: that is not an error.
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }
