@@ -335,15 +335,17 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
     // Eval config signature → (config, canonical JSON): shared by every finetune's evals.
     let mut eval_configs: HashMap<String, (Json, String)> = HashMap::new();
 
-    // An axis named only by `include`/`when`/`ablate` gets no default, so product cells can lack
-    // it: say so rather than plan them partially.
+    // Defaults and the manifest checks give every cell these axes; should a cell still lack
+    // one, say so rather than plan it partially.
     for axis in REQUIRED_AXES {
         let missing = cells.iter().filter(|c| !c.contains_key(axis)).count();
         if missing > 0 {
             d.error(
                 &m.grid.loc,
-                format!("{missing} of {} cells have no `{axis}`: [grid] names it only in include/when/ablate", cells.len()),
-                Some(format!("add `{axis} = [...]` to [grid] (the product's cells need a value too)")),
+                format!("{missing} of {} cells have no `{axis}`", cells.len()),
+                Some(format!(
+                    "add `{axis} = [...]` to [grid] (the product's cells need a value too)"
+                )),
             );
         }
     }
