@@ -193,3 +193,22 @@ fn a_when_matching_no_cell_is_a_warning_but_one_matching_an_include_is_not() {
         warnings[0]
     );
 }
+
+#[test]
+fn in_an_ablation_an_include_takes_the_baselines_other_values() {
+    let body = format!(
+        "{}fusion = [\"E_D\", \"I_D\"]\nlayers = [\"3-18-23\", \"all\"]\nencoder = [\"clip\", \"sig\"]\nablate = {{ baseline = {{ fusion = \"E_D\", layers = \"3-18-23\", encoder = \"clip\" }} }}\ninclude = [{{ fusion = \"baseline\" }}]\n",
+        HEAD.replace("encoder = [\"clip\"]\n", "")
+    );
+    let c = cells(&body);
+    assert_eq!(
+        project(&c, &["fusion", "layers", "encoder"]),
+        BTreeSet::from([
+            "E_D/3-18-23/clip".to_string(),
+            "I_D/3-18-23/clip".into(),
+            "E_D/all/clip".into(),
+            "E_D/3-18-23/sig".into(),
+            "baseline/-/clip".into(),
+        ])
+    );
+}

@@ -10,7 +10,8 @@
 //!    warning);
 //! 4. **include**: each partial assignment adds cells: its values, times the grid's product of
 //!    every axis it does not name (so `{ fusion = "baseline" }` adds a baseline for every encoder,
-//!    LLM, data, benchmark and seed), then the `when` blocks; excludes do not apply to includes;
+//!    LLM, data, benchmark and seed; in an ablation, the baseline cell's values instead), then
+//!    the `when` blocks; excludes do not apply to includes;
 //! 5. cells with `fusion = "baseline"` lose their `layers` value (the baseline has no layer set),
 //!    and duplicate cells collapse to the first.
 
@@ -628,6 +629,11 @@ impl GridSpec {
             None => product(vec![CellAxes::new()], &factors),
             Some(b) => ablate(b, &factors, d),
         };
+        // What an include's unnamed axes range over: the product, or in an ablation the baseline.
+        let include_base: Vec<Vec<Vec<(String, Json)>>> = match (&self.ablate, cells.first()) {
+            (Some(_), Some(baseline)) => vec![vec![baseline.clone().into_iter().collect()]],
+            _ => factors.clone(),
+        };
         let mut when_used = vec![false; self.when.len()];
         cells = self.apply_when(cells, &mut when_used);
         for p in &self.exclude {
@@ -650,7 +656,6 @@ impl GridSpec {
                 .collect()
         };
         for p in &self.include {
-            let mut base = CellAxes::new();
             let named: HashSet<&str> = p.entries.iter().map(|a| a.name.as_str()).collect();
             let assignment: Vec<Vec<Vec<(String, Json)>>> = p
                 .entries
@@ -662,8 +667,8 @@ impl GridSpec {
                         .collect()
                 })
                 .collect();
-            let mut added = product(vec![std::mem::take(&mut base)], &assignment);
-            let rest: Vec<Vec<Vec<(String, Json)>>> = factors
+            let mut added = product(vec![CellAxes::new()], &assignment);
+            let rest: Vec<Vec<Vec<(String, Json)>>> = include_base
                 .iter()
                 .filter(|f| {
                     f.first()
