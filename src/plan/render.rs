@@ -153,6 +153,10 @@ pub fn text(plan: &Plan, cached: &[bool], tree: bool) -> String {
     if !tree {
         return o;
     }
+    let _ = writeln!(
+        o,
+        "(`mlvf explain KEY MANIFEST` prints a task's key pre-image and why it would rerun)"
+    );
     let mark = |i: usize| if cached[i] { "cached " } else { "missing" };
     let index: HashMap<&TaskKey, usize> = plan
         .tasks
