@@ -489,6 +489,7 @@ mod tests {
                 .map(|d| TaskKey(d.repeat(64 / d.len())))
                 .collect(),
             cells: vec![0],
+            axes: Default::default(),
         };
         Plan {
             sweep: "tiny".into(),

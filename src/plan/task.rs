@@ -85,6 +85,12 @@ pub struct Task {
     pub deps: Vec<TaskKey>,
     /// Indices into [`Plan::cells`] of the grid cells this task serves.
     pub cells: Vec<usize>,
+    /// Labels, not part of the key: the values of the axes this stage reads, shared by its cells
+    /// (an array where they differ, e.g. `layers = ["3-18", "3-18-23"]` for one external-fusion
+    /// pretrain); for `prepare`/`encode`, the entry names. `mlvf explain` matches an old spec to
+    /// the current plan by stage + these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub axes: BTreeMap<String, serde_json::Value>,
 }
 
 /// One point of the grid: the value of every axis that applies to it.

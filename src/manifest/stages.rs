@@ -1,0 +1,219 @@
+//! Stage settings: `[pretrain]`, `[finetune]`, `[eval]`, with the paper's hyper-parameters as
+//! defaults (paper.md §3.3). These structs are what the stages read and what keys hash.
+//!
+//! A manifest table (or a dotted grid axis such as `finetune.lr`) is applied field by field onto
+//! the defaults; each field is type-checked by serde against the struct, so a wrong type is
+//! reported at the value that has it, and unknown fields get a did-you-mean.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Learning-rate schedule after warm-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheduler {
+    Cosine,
+    Linear,
+    Constant,
+}
+
+/// Conversation template (LLaVA's `--version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Template {
+    /// `<image>` then the caption: stage-1 alignment.
+    Plain,
+    /// Vicuna v1 chat (`USER: … ASSISTANT: …`): instruction tuning and evaluation.
+    VicunaV1,
+}
+
+/// How a non-square image becomes the encoder's square input (LLaVA's `image_aspect_ratio`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageAspect {
+    /// The processor's own resize (+ centre crop for CLIP).
+    Square,
+    /// Expand to a square with the image-mean colour first.
+    Pad,
+}
+
+impl ImageAspect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageAspect::Square => "square",
+            ImageAspect::Pad => "pad",
+        }
+    }
+}
+
+/// Hyper-parameters of a training stage (`[pretrain]` and `[finetune]` share the shape; their
+/// defaults differ).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    /// Peak learning rate.
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Warm-up length in optimiser steps (wins over `warmup_ratio` when both are set).
+    pub warmup_steps: Option<u64>,
+    /// Warm-up length as a fraction of the total steps.
+    pub warmup_ratio: Option<f64>,
+    pub scheduler: Scheduler,
+    /// Samples per forward pass (the paper's per-device batch).
+    pub batch: u64,
+    /// Forward passes per optimiser step; the effective batch is `batch × grad_accum`.
+    pub grad_accum: u64,
+    pub epochs: u64,
+    /// Stop after this many optimiser steps (None: run the epochs).
+    pub max_steps: Option<u64>,
+    /// Maximum tokens per sample (text + image tokens); longer samples are truncated.
+    pub max_len: u64,
+    pub template: Template,
+    pub image_aspect: ImageAspect,
+}
+
+impl TrainSettings {
+    /// Stage 1 of the paper's `train.sh`: projector alignment on LCS-558K.
+    pub fn pretrain_default() -> Self {
+        TrainSettings {
+            lr: 1e-3,
+            weight_decay: 0.05,
+            warmup_steps: Some(200),
+            warmup_ratio: None,
+            scheduler: Scheduler::Cosine,
+            batch: 1,
+            grad_accum: 8,
+            epochs: 1,
+            max_steps: None,
+            max_len: 2048,
+            template: Template::Plain,
+            image_aspect: ImageAspect::Square,
+        }
+    }
+
+    /// Stage 2: instruction tuning.
+    pub fn finetune_default() -> Self {
+        TrainSettings {
+            lr: 2e-5,
+            weight_decay: 0.0,
+            warmup_steps: None,
+            warmup_ratio: Some(0.03),
+            scheduler: Scheduler::Cosine,
+            batch: 1,
+            grad_accum: 16,
+            epochs: 1,
+            max_steps: None,
+            max_len: 2048,
+            template: Template::VicunaV1,
+            image_aspect: ImageAspect::Pad,
+        }
+    }
+}
+
+/// Generation settings of `[eval]` (greedy by default, as lmms-eval runs LLaVA).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSettings {
+    /// Default answer length; a benchmark's own `max_new_tokens` wins over it.
+    pub max_new_tokens: u64,
+    /// 0 = greedy.
+    pub temperature: f64,
+    pub num_beams: u64,
+    pub batch: u64,
+    /// Evaluate only the first N samples (quick looks; None = all).
+    pub limit: Option<u64>,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        EvalSettings {
+            max_new_tokens: 128,
+            temperature: 0.0,
+            num_beams: 1,
+            batch: 1,
+            limit: None,
+        }
+    }
+}
+
+/// The settings sections a dotted grid axis may name (`pretrain.lr`, `eval.limit`, …).
+pub const STAGE_SECTIONS: [&str; 3] = ["pretrain", "finetune", "eval"];
+
+/// Field names of a settings struct, in declaration order.
+pub fn field_names<T: Serialize>(defaults: &T) -> Vec<String> {
+    match serde_json::to_value(defaults) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Field names of a section (`pretrain` / `finetune` / `eval`).
+pub fn section_fields(section: &str) -> Vec<String> {
+    match section {
+        "pretrain" | "finetune" => field_names(&TrainSettings::pretrain_default()),
+        "eval" => field_names(&EvalSettings::default()),
+        _ => Vec::new(),
+    }
+}
+
+/// Why a field cannot take a value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldError {
+    Unknown,
+    Type(String),
+}
+
+/// Sets one field of `base` to `value`, checking the field exists and the value has its type.
+pub fn with_field<T: Serialize + DeserializeOwned>(
+    base: &T,
+    field: &str,
+    value: &serde_json::Value,
+) -> Result<T, FieldError> {
+    let mut json = serde_json::to_value(base).map_err(|e| FieldError::Type(e.to_string()))?;
+    let obj = json.as_object_mut().ok_or(FieldError::Unknown)?;
+    match obj.get_mut(field) {
+        Some(slot) => *slot = value.clone(),
+        None => return Err(FieldError::Unknown),
+    }
+    serde_json::from_value(json).map_err(|e| FieldError::Type(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fields_are_type_checked_and_integers_widen_to_floats() {
+        let base = TrainSettings::finetune_default();
+        let t = with_field(&base, "lr", &json!(1)).unwrap();
+        assert_eq!(t.lr, 1.0);
+        assert!(matches!(
+            with_field(&base, "batch", &json!(1.5)),
+            Err(FieldError::Type(_))
+        ));
+        assert!(matches!(
+            with_field(&base, "scheduler", &json!("cosin")),
+            Err(FieldError::Type(m)) if m.contains("cosine")
+        ));
+        assert_eq!(
+            with_field(&base, "lrr", &json!(1)),
+            Err(FieldError::Unknown)
+        );
+        let t = with_field(&base, "max_steps", &json!(10)).unwrap();
+        assert_eq!(t.max_steps, Some(10));
+    }
+
+    #[test]
+    fn defaults_are_the_papers() {
+        let p = TrainSettings::pretrain_default();
+        assert_eq!(
+            (p.lr, p.weight_decay, p.warmup_steps),
+            (1e-3, 0.05, Some(200))
+        );
+        assert_eq!(p.template, Template::Plain);
+        let f = TrainSettings::finetune_default();
+        assert_eq!((f.lr, f.warmup_ratio), (2e-5, Some(0.03)));
+        assert_eq!(f.image_aspect, ImageAspect::Pad);
+    }
+}

@@ -1,0 +1,569 @@
+//! Cells → tasks. Each stage's config is exactly what that stage reads, resolved before hashing:
+//!
+//! * `prepare` (one per `synth:` model, dataset or benchmark): `{kind, entry}`;
+//! * `encode` (with `[encode] enabled`; one per encoder × dataset × image preprocessing, never
+//!   per cell): `{encoder, data, image_aspect}`;
+//! * `pretrain`: `{fusion, layers (resolved), encoder, llm, data, hparams, seed}`;
+//! * `finetune`: its pretrain (a dep) + `{data, hparams, seed}`;
+//! * `eval`: its finetune (a dep) + `{benchmark, settings}`.
+//!
+//! Pretrain never sees the finetune data or the benchmark; finetune never sees the benchmark, so
+//! each upstream task is shared by every cell that differs only downstream. Entries hash by
+//! content, not name. Deps list the upstream stage first, then prepare/encode inputs.
+
+use super::config::{
+    to_json, BenchmarkSpec, DataSpec, EncodeConfig, EvalConfig, FinetuneConfig, ModelSpec,
+    PrepareConfig, PretrainConfig,
+};
+use super::keys::{canonical_json, stage_version, task_key_canonical};
+use super::task::{StageKind, Task, TaskKey};
+use crate::layers::{self, Fusion, LayerSet};
+use crate::manifest::grid::{Axis, CellAxes, Pattern};
+use crate::manifest::stages::{self, EvalSettings, TrainSettings};
+use crate::manifest::{Diagnostics, Loc, Manifest};
+use serde_json::{json, Value as Json};
+use std::collections::{BTreeMap, HashMap};
+
+/// Axes each stage reads (dotted `<stage>.*` axes are added by prefix).
+const PRETRAIN_AXES: [&str; 6] = [
+    "fusion",
+    "layers",
+    "encoder",
+    "llm",
+    "pretrain_data",
+    "seed",
+];
+const FINETUNE_AXES: [&str; 1] = ["sft"];
+/// Axes every cell must have (`layers` only for fusions other than the baseline).
+const REQUIRED_AXES: [&str; 7] = [
+    "fusion",
+    "encoder",
+    "llm",
+    "pretrain_data",
+    "sft",
+    "benchmark",
+    "seed",
+];
+const EVAL_AXES: [&str; 1] = ["benchmark"];
+
+fn stage_index(s: StageKind) -> usize {
+    StageKind::ALL.iter().position(|x| *x == s).unwrap()
+}
+
+/// The key-relevant content of every entry, computed once.
+struct EntryInfo {
+    spec: Json,
+    synth: bool,
+}
+
+struct Builder<'m> {
+    m: &'m Manifest,
+    /// Tasks per stage, in creation order (stage order is a topological order).
+    tasks: [Vec<Task>; 5],
+    by_key: HashMap<TaskKey, (usize, usize)>,
+    /// Signature of the stage-relevant cell values → task, to skip re-hashing shared tasks.
+    memo: HashMap<String, (usize, usize)>,
+    /// Entry name → content, for `[models]`, `[data]` and `[benchmarks]`.
+    entries: [HashMap<String, EntryInfo>; 3],
+    /// (axis, value) → where it was written, for errors found while planning.
+    locs: HashMap<(String, String), Loc>,
+}
+
+impl<'m> Builder<'m> {
+    fn new(m: &'m Manifest, locs: HashMap<(String, String), Loc>) -> Self {
+        let info = |spec: Json, synth: bool| EntryInfo { spec, synth };
+        let models = m.models.iter().map(|e| {
+            (
+                e.name.clone(),
+                info(to_json(&ModelSpec::from(e)), e.source.is_synth()),
+            )
+        });
+        let data = m.data.iter().map(|e| {
+            (
+                e.name.clone(),
+                info(to_json(&DataSpec::from(e)), e.is_synth()),
+            )
+        });
+        let benchmarks = m.benchmarks.iter().map(|e| {
+            (
+                e.name.clone(),
+                info(to_json(&BenchmarkSpec::from(e)), e.is_synth()),
+            )
+        });
+        Builder {
+            m,
+            tasks: Default::default(),
+            by_key: HashMap::new(),
+            memo: HashMap::new(),
+            entries: [models.collect(), data.collect(), benchmarks.collect()],
+            locs,
+        }
+    }
+
+    fn entry(&self, section: &'static str, name: &str) -> Option<&EntryInfo> {
+        let i = match section {
+            "models" => 0,
+            "data" => 1,
+            _ => 2,
+        };
+        self.entries[i].get(name)
+    }
+
+    fn task(&self, at: (usize, usize)) -> &Task {
+        &self.tasks[at.0][at.1]
+    }
+
+    fn serve(&mut self, at: (usize, usize), cell: usize) {
+        let t = &mut self.tasks[at.0][at.1];
+        if t.cells.last() != Some(&cell) {
+            t.cells.push(cell);
+        }
+    }
+
+    /// Adds (or finds) a task and records that it serves `cell`.
+    fn add(
+        &mut self,
+        stage: StageKind,
+        config: Json,
+        deps: Vec<TaskKey>,
+        cell: usize,
+        axes: BTreeMap<String, Json>,
+    ) -> (usize, usize) {
+        let canonical = canonical_json(&config);
+        self.add_canonical(stage, || config, &canonical, deps, cell, axes)
+    }
+
+    /// [`Builder::add`] with the config's canonical JSON known; the config is only built when
+    /// the task is new.
+    fn add_canonical(
+        &mut self,
+        stage: StageKind,
+        config: impl FnOnce() -> Json,
+        canonical: &str,
+        deps: Vec<TaskKey>,
+        cell: usize,
+        axes: BTreeMap<String, Json>,
+    ) -> (usize, usize) {
+        let version = stage_version(stage);
+        let key = task_key_canonical(stage, version, canonical, &deps);
+        let at = match self.by_key.get(&key) {
+            Some(&at) => at,
+            None => {
+                let s = stage_index(stage);
+                self.tasks[s].push(Task {
+                    key: key.clone(),
+                    stage,
+                    version,
+                    config: config(),
+                    deps,
+                    cells: Vec::new(),
+                    axes,
+                });
+                let at = (s, self.tasks[s].len() - 1);
+                self.by_key.insert(key, at);
+                at
+            }
+        };
+        self.serve(at, cell);
+        at
+    }
+
+    fn loc_of(&self, axis: &str, value: &Json) -> Loc {
+        self.locs
+            .get(&(axis.to_string(), value.to_string()))
+            .cloned()
+            .unwrap_or_else(|| self.m.grid.loc.clone())
+    }
+
+    /// The prepare task of an entry, if it is a `synth:` one.
+    fn prepare(&mut self, section: &'static str, name: &str, cell: usize) -> Option<TaskKey> {
+        let info = self.entry(section, name)?;
+        if !info.synth {
+            return None;
+        }
+        let sig = format!("prepare\u{0}{section}\u{0}{name}");
+        if let Some(&at) = self.memo.get(&sig) {
+            self.serve(at, cell);
+            return Some(self.task(at).key.clone());
+        }
+        let kind = match section {
+            "models" => "model",
+            "data" => "dataset",
+            _ => "benchmark",
+        };
+        let config = to_json(&PrepareConfig {
+            kind: kind.to_string(),
+            entry: info.spec.clone(),
+        });
+        let at = self.add(
+            StageKind::Prepare,
+            config,
+            vec![],
+            cell,
+            BTreeMap::from([(section.to_string(), json!(name))]),
+        );
+        self.memo.insert(sig, at);
+        Some(self.task(at).key.clone())
+    }
+
+    /// The encode task of (encoder, dataset, preprocessing), when encoding is enabled.
+    fn encode(
+        &mut self,
+        encoder: &str,
+        data: &str,
+        aspect: stages::ImageAspect,
+        cell: usize,
+    ) -> Option<TaskKey> {
+        if !self.m.encode.enabled {
+            return None;
+        }
+        let sig = format!("encode\u{0}{encoder}\u{0}{data}\u{0}{}", aspect.as_str());
+        if let Some(&at) = self.memo.get(&sig) {
+            self.serve(at, cell);
+            return Some(self.task(at).key.clone());
+        }
+        let config = to_json(&EncodeConfig {
+            encoder: ModelSpec::from(self.m.model(encoder)?),
+            data: DataSpec::from(self.m.dataset(data)?),
+            image_aspect: aspect,
+        });
+        let deps: Vec<TaskKey> = [
+            self.prepare("models", encoder, cell),
+            self.prepare("data", data, cell),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let labels = BTreeMap::from([
+            ("encoder".to_string(), json!(encoder)),
+            ("data".to_string(), json!(data)),
+            ("image_aspect".to_string(), json!(aspect.as_str())),
+        ]);
+        let at = self.add(StageKind::Encode, config, deps, cell, labels);
+        self.memo.insert(sig, at);
+        Some(self.task(at).key.clone())
+    }
+
+    /// The inputs a training stage reads besides its upstream stage: prepared models and data,
+    /// and the encoded hidden states of `data`.
+    fn inputs(
+        &mut self,
+        enc: &str,
+        llm: &str,
+        data: &str,
+        aspect: stages::ImageAspect,
+        cell: usize,
+    ) -> Vec<TaskKey> {
+        [
+            self.prepare("models", enc, cell),
+            self.prepare("models", llm, cell),
+            self.prepare("data", data, cell),
+            self.encode(enc, data, aspect, cell),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// A cell's seed (validated as a non-negative integer when the manifest loaded).
+fn seed_of(cell: &CellAxes) -> u64 {
+    cell.get("seed").and_then(Json::as_u64).unwrap_or(0)
+}
+
+/// A cell's value of an axis as a string (names, layer sets, fusion).
+fn text<'c>(cell: &'c CellAxes, axis: &str) -> Option<&'c str> {
+    cell.get(axis).and_then(Json::as_str)
+}
+
+/// Settings with the cell's `<section>.*` axes applied.
+fn with_axes<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(
+    base: &T,
+    cell: &CellAxes,
+    section: &str,
+) -> T {
+    let mut cur = base.clone();
+    let prefix = format!("{section}.");
+    for (k, v) in cell.range(prefix.clone()..) {
+        let Some(field) = k.strip_prefix(&prefix) else {
+            break;
+        };
+        // Values were type-checked when the manifest loaded.
+        if let Ok(next) = stages::with_field(&cur, field, v) {
+            cur = next;
+        }
+    }
+    cur
+}
+
+/// The signature of a cell restricted to `axes` and `<prefix>.*` axes.
+fn signature(cell: &CellAxes, axes: &[&str], prefix: &str) -> String {
+    let mut s = String::new();
+    for (k, v) in cell {
+        if axes.contains(&k.as_str()) || k.strip_prefix(prefix).is_some_and(|r| r.starts_with('.'))
+        {
+            s.push_str(k);
+            s.push('=');
+            s.push_str(&v.to_string());
+            s.push('\u{0}');
+        }
+    }
+    s
+}
+
+fn collect_locs(axes: &[Axis], out: &mut HashMap<(String, String), Loc>) {
+    for a in axes {
+        for v in &a.values {
+            out.entry((a.name.clone(), v.value.to_string()))
+                .or_insert_with(|| v.loc.clone());
+        }
+    }
+}
+
+/// Plans every cell; errors (layer sets that do not fit an encoder, …) go to `d`.
+pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task> {
+    let mut locs = HashMap::new();
+    collect_locs(&m.grid.axes, &mut locs);
+    let patterns: Vec<&Pattern> = m.grid.include.iter().chain(m.grid.ablate.iter()).collect();
+    for p in patterns {
+        collect_locs(&p.entries, &mut locs);
+    }
+    for w in &m.grid.when {
+        collect_locs(&w.axes, &mut locs);
+    }
+    let mut b = Builder::new(m, locs);
+    // Eval config signature → (config, canonical JSON): shared by every finetune's evals.
+    let mut eval_configs: HashMap<String, (Json, String)> = HashMap::new();
+
+    // Defaults and the manifest checks give every cell these axes; should a cell still lack
+    // one, say so rather than plan it partially.
+    for axis in REQUIRED_AXES {
+        let missing = cells.iter().filter(|c| !c.contains_key(axis)).count();
+        if missing > 0 {
+            d.error(
+                &m.grid.loc,
+                format!("{missing} of {} cells have no `{axis}`", cells.len()),
+                Some(format!(
+                    "add `{axis} = [...]` to [grid] (the product's cells need a value too)"
+                )),
+            );
+        }
+    }
+    if d.has_errors() {
+        return Vec::new();
+    }
+
+    for (ci, cell) in cells.iter().enumerate() {
+        let (enc, llm) = (
+            text(cell, "encoder").unwrap_or(""),
+            text(cell, "llm").unwrap_or(""),
+        );
+        let (pt, sft) = (
+            text(cell, "pretrain_data").unwrap_or(""),
+            text(cell, "sft").unwrap_or(""),
+        );
+
+        // ---- pretrain
+        let sig = format!(
+            "pretrain\u{0}{}",
+            signature(cell, &PRETRAIN_AXES, "pretrain")
+        );
+        let pretrain = match b.memo.get(&sig) {
+            Some(&at) => {
+                b.serve(at, ci);
+                // The inputs of a shared pretrain serve this cell as well.
+                let hp: TrainSettings = with_axes(&m.pretrain, cell, "pretrain");
+                b.inputs(enc, llm, pt, hp.image_aspect, ci);
+                at
+            }
+            None => match plan_pretrain(&mut b, cell, ci, d) {
+                Some(at) => {
+                    b.memo.insert(sig, at);
+                    at
+                }
+                None => continue,
+            },
+        };
+
+        // ---- finetune
+        let hp: TrainSettings = with_axes(&m.finetune, cell, "finetune");
+        let mut deps = vec![b.task(pretrain).key.clone()];
+        deps.extend(b.inputs(enc, llm, sft, hp.image_aspect, ci));
+        let sig = format!(
+            "finetune\u{0}{}\u{0}{}",
+            b.task(pretrain).key,
+            signature(cell, &["sft", "seed"], "finetune")
+        );
+        let finetune = match b.memo.get(&sig) {
+            Some(&at) => {
+                b.serve(at, ci);
+                at
+            }
+            None => {
+                let Some(data) = m.dataset(sft) else {
+                    continue;
+                };
+                let config = to_json(&FinetuneConfig {
+                    data: DataSpec::from(data),
+                    hparams: hp,
+                    seed: seed_of(cell),
+                });
+                let at = b.add(StageKind::Finetune, config, deps, ci, BTreeMap::new());
+                b.memo.insert(sig, at);
+                at
+            }
+        };
+
+        // ---- eval
+        let bench = text(cell, "benchmark").unwrap_or("");
+        let Some(bench_entry) = m.benchmark(bench) else {
+            continue;
+        };
+        let eval_sig = format!("{bench}\u{0}{}", signature(cell, &[], "eval"));
+        if !eval_configs.contains_key(&eval_sig) {
+            let mut base: EvalSettings = m.eval.clone();
+            if let Some(n) = bench_entry.max_new_tokens {
+                base.max_new_tokens = n;
+            }
+            let settings = with_axes(&base, cell, "eval");
+            let config = to_json(&EvalConfig {
+                benchmark: BenchmarkSpec::from(bench_entry),
+                settings,
+            });
+            let canonical = canonical_json(&config);
+            eval_configs.insert(eval_sig.clone(), (config, canonical));
+        }
+        let mut deps = vec![b.task(finetune).key.clone()];
+        deps.extend(
+            [
+                b.prepare("models", enc, ci),
+                b.prepare("models", llm, ci),
+                b.prepare("benchmarks", bench, ci),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        let (config, canonical) = &eval_configs[&eval_sig];
+        b.add_canonical(
+            StageKind::Eval,
+            || config.clone(),
+            canonical,
+            deps,
+            ci,
+            BTreeMap::new(),
+        );
+    }
+
+    let mut tasks: Vec<Task> = b.tasks.into_iter().flatten().collect();
+    label(&mut tasks, cells);
+    tasks
+}
+
+/// Plans the pretrain task of a cell (None after reporting an error).
+fn plan_pretrain(
+    b: &mut Builder<'_>,
+    cell: &CellAxes,
+    ci: usize,
+    d: &mut Diagnostics,
+) -> Option<(usize, usize)> {
+    let m = b.m;
+    let fusion_name = text(cell, "fusion")?;
+    let fusion = Fusion::parse(fusion_name)?;
+    let (enc_name, llm_name, pt_name) = (
+        text(cell, "encoder")?,
+        text(cell, "llm")?,
+        text(cell, "pretrain_data")?,
+    );
+    let (enc, llm) = (m.model(enc_name)?, m.model(llm_name)?);
+    let pt = m.dataset(pt_name)?;
+    let set = match (fusion, text(cell, "layers")) {
+        (Fusion::Baseline, _) => None,
+        (_, Some(s)) => Some(LayerSet::parse(s).ok()?),
+        (_, None) => {
+            d.error(&b.loc_of("fusion", &json!(fusion_name)), format!("fusion `{fusion_name}` needs a layer set, but this grid gives its cells no `layers`"), Some(format!("add `layers = [\"3-18-23\"]` (one of {}) to [grid], or to a [[grid.when]] block for this fusion", LayerSet::NAMED.join(", "))));
+            return None;
+        }
+    };
+    let resolved = match layers::resolve(fusion, set.as_ref(), enc.encoder_depth()?, llm.layers?) {
+        Ok(r) => r,
+        Err(e) => {
+            let at = b.loc_of("layers", cell.get("layers").unwrap_or(&Json::Null));
+            d.error(
+                &at,
+                format!(
+                    "{fusion_name} with encoder `{enc_name}` (depth {}{}) and LLM `{llm_name}` ({} layers): {e}",
+                    enc.depth.unwrap_or(0),
+                    if enc.drop_last_layer { ", last layer dropped" } else { "" },
+                    llm.layers.unwrap_or(0)
+                ),
+                Some("exclude this combination in [grid] (`exclude = [{ encoder = …, layers = … }]`) or pick a set that fits".into()),
+            );
+            return None;
+        }
+    };
+    let hp: TrainSettings = with_axes(&m.pretrain, cell, "pretrain");
+    let deps = b.inputs(enc_name, llm_name, pt_name, hp.image_aspect, ci);
+    let config = to_json(&PretrainConfig {
+        fusion,
+        layers: resolved,
+        encoder: ModelSpec::from(enc),
+        llm: ModelSpec::from(llm),
+        data: DataSpec::from(pt),
+        hparams: hp,
+        seed: seed_of(cell),
+    });
+    Some(b.add(StageKind::Pretrain, config, deps, ci, BTreeMap::new()))
+}
+
+/// Fills `Task::axes` of pretrain/finetune/eval tasks: the values of the axes the stage reads,
+/// one value when its cells agree, an array of the distinct values otherwise.
+fn label(tasks: &mut [Task], cells: &[CellAxes]) {
+    for t in tasks.iter_mut() {
+        let (fixed, prefixes): (Vec<&str>, Vec<&str>) = match t.stage {
+            StageKind::Pretrain => (PRETRAIN_AXES.to_vec(), vec!["pretrain."]),
+            StageKind::Finetune => (
+                [&PRETRAIN_AXES[..], &FINETUNE_AXES[..]].concat(),
+                vec!["pretrain.", "finetune."],
+            ),
+            StageKind::Eval => (
+                [&PRETRAIN_AXES[..], &FINETUNE_AXES[..], &EVAL_AXES[..]].concat(),
+                vec!["pretrain.", "finetune.", "eval."],
+            ),
+            _ => continue,
+        };
+        let relevant = |k: &str| fixed.contains(&k) || prefixes.iter().any(|p| k.starts_with(p));
+        if let [only] = t.cells[..] {
+            // Most tasks (every eval of a grid without shared evals) serve one cell.
+            t.axes = cells[only]
+                .iter()
+                .filter(|(k, _)| relevant(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            continue;
+        }
+        let mut values: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+        for &ci in &t.cells {
+            for (k, v) in &cells[ci] {
+                if relevant(k) {
+                    let list = values.entry(k.clone()).or_default();
+                    if !list.contains(v) {
+                        list.push(v.clone());
+                    }
+                }
+            }
+        }
+        t.axes = values
+            .into_iter()
+            .map(|(k, mut v)| {
+                (
+                    k,
+                    if v.len() == 1 {
+                        v.pop().unwrap()
+                    } else {
+                        Json::Array(v)
+                    },
+                )
+            })
+            .collect();
+    }
+}

@@ -1,0 +1,313 @@
+//! Manifest validation: every error names file:line:column of the offending value, says what is
+//! wrong and how to fix it.
+
+mod manifest_common;
+use manifest_common::*;
+
+fn contains_all(msg: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(msg.contains(p), "expected `{p}` in:\n{msg}");
+    }
+}
+
+#[test]
+fn unknown_fusion_is_located_and_gets_a_did_you_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.toml",
+        &GRID.replace(r#"["E_D", "I_D"]"#, r#"["E_D", "E-M"]"#),
+    );
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "\"E-M\""),
+            "unknown fusion `E-M`",
+            "did you mean `E_M`?",
+        ],
+    );
+}
+
+#[test]
+fn malformed_and_out_of_range_layer_sets_are_reported_at_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.toml",
+        &GRID.replace(r#"["3-18", "3-18-23"]"#, r#"["3-18", "3-x", "2-30"]"#),
+    );
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "\"3-x\""),
+            "not one of 18, 3-18",
+            &pos(&p, "\"2-30\""),
+            "1 to 24",
+        ],
+    );
+
+    // `3-18-23` does not fit a 4-layer encoder: the message names the value, encoder and depth.
+    let g = GRID
+        .replace(r#"encoder = ["clip"]"#, r#"encoder = ["tiny"]"#)
+        .replace(r#"["3-18", "3-18-23"]"#, r#"["former", "3-18-23"]"#);
+    let p = write(dir.path(), "m2.toml", &g);
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "\"3-18-23\""),
+            "encoder `tiny` (depth 4)",
+            "collide",
+            "exclude",
+        ],
+    );
+    assert!(
+        !msg.contains("former"),
+        "former fits a 4-layer encoder:\n{msg}"
+    );
+}
+
+#[test]
+fn unknown_references_name_what_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = GRID
+        .replace(r#"encoder = ["clip"]"#, r#"encoder = ["clipp", "llm"]"#)
+        .replace(r#"sft = ["sft"]"#, r#"sft = ["sftt"]"#)
+        .replace(r#"["pope", "gqa"]"#, r#"["pope", "mmbench"]"#);
+    let p = write(dir.path(), "m.toml", &g);
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "\"clipp\""),
+            "unknown vision model `clipp`",
+            "did you mean `clip`?",
+            "`llm` is an LLM, not vision model",
+            &pos(&p, "\"sftt\""),
+            "unknown dataset `sftt`",
+            &pos(&p, "\"mmbench\""),
+            "unknown benchmark `mmbench`",
+            "4 errors",
+        ],
+    );
+}
+
+#[test]
+fn zip_groups_of_unequal_length_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = GRID
+        .replace(r#"encoder = ["clip"]"#, r#"encoder = ["clip", "sig"]"#)
+        .replace(
+            r#"llm = ["llm"]"#,
+            "llm = [\"llm\", \"llm2\", \"llm\"]\nzip = [[\"encoder\", \"llm\"]]",
+        );
+    let p = write(dir.path(), "m.toml", &g);
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "[\"encoder\", \"llm\"]]"),
+            "zip group of unequal lengths",
+            "`encoder` has 2",
+            "`llm` has 3",
+        ],
+    );
+}
+
+#[test]
+fn an_exclude_matching_nothing_is_a_located_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = format!("{GRID}exclude = [{{ fusion = \"E_D\", layers = \"all\" }}, {{ fusion = \"I_D\", layers = \"3-18\" }}]\n");
+    let p = write(dir.path(), "m.toml", &g);
+    let (plan, warnings) = mlvf::plan::load_with_warnings(&p, None).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    contains_all(
+        &warnings[0],
+        &[
+            "warning:",
+            &pos(&p, "{ fusion = \"E_D\", layers = \"all\" }"),
+            "matches no cell",
+        ],
+    );
+    // The other exclude did remove I_D/3-18.
+    assert!(!plan
+        .cells
+        .iter()
+        .any(|c| c.axes["fusion"] == "I_D" && c.axes["layers"] == "3-18"));
+}
+
+#[test]
+fn extends_cycles_are_errors_at_the_extends_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_raw(
+        dir.path(),
+        "a.toml",
+        "extends = \"b.toml\"\n[sweep]\nname = \"a\"\n",
+    );
+    let b = write_raw(dir.path(), "b.toml", "extends = \"./a.toml\"\n");
+    let msg = plan_error(&a);
+    contains_all(
+        &msg,
+        &[
+            &pos(&b, "\"./a.toml\""),
+            "`extends` cycle: a.toml → b.toml → a.toml",
+        ],
+    );
+}
+
+#[test]
+fn errors_in_a_parent_manifest_point_into_the_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("base")).unwrap();
+    let parent = write(
+        &dir.path().join("base"),
+        "parent.toml",
+        &format!("{GRID}\n[finetune]\nlr = \"fast\"\n"),
+    );
+    let child = write_raw(
+        dir.path(),
+        "child.toml",
+        "extends = \"base/parent.toml\"\n[grid]\nseed = [0, 1]\n",
+    );
+    let msg = plan_error(&child);
+    contains_all(
+        &msg,
+        &[&pos(&parent, "\"fast\""), "[finetune] `lr`", "expected f64"],
+    );
+}
+
+#[test]
+fn unknown_keys_anywhere_get_a_did_you_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("{GRID}\n[finetune]\nlrr = 1e-5\n[encode]\nenable = true\n[[table]]\nname = \"main\"\nrows = [\"fusion\", \"layer\"]\ncols = [\"benchmark\"]\n[evall]\n");
+    let p = write(dir.path(), "m.toml", &body);
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "lrr"),
+            "unknown key `lrr` in [finetune]",
+            "did you mean `lr`?",
+            &pos(&p, "enable ="),
+            "did you mean `enabled`?",
+            &pos(&p, "\"layer\""),
+            "did you mean `layers`?",
+            &pos(&p, "evall"),
+            "did you mean `eval`?",
+        ],
+    );
+}
+
+#[test]
+fn hyper_parameters_of_the_wrong_type_are_rejected_in_sections_and_axes() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("{GRID}\"finetune.lr\" = [2e-5, \"fast\"]\npretrain.batch = [8, 2.5]\n\n[pretrain]\nbatch = \"8\"\nscheduler = \"cosin\"\n");
+    let p = write(dir.path(), "m.toml", &body);
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "\"fast\""),
+            "`finetune.lr` = \"fast\"",
+            &pos(&p, "2.5"),
+            "expected u64",
+            &pos(&p, "\"8\""),
+            &pos(&p, "\"cosin\""),
+            "expected one of `cosine`",
+        ],
+    );
+}
+
+#[test]
+fn unknown_axes_and_dotted_fields_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("{GRID}benchmarks = [\"pope\"]\n\"finetune.lrate\" = [1e-5]\n");
+    let p = write(dir.path(), "m.toml", &body);
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "benchmarks ="),
+            "unknown axis `benchmarks`",
+            "did you mean `benchmark`?",
+            "`finetune` has no field `lrate`",
+        ],
+    );
+}
+
+#[test]
+fn bad_entries_and_syntax_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_raw(dir.path(), "m.toml", "[sweep]\nname = \"x\"\n[models]\nv = { kind = \"vison\", family = \"clip\", source = \"hf:clip\" }\n");
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            "unknown kind `vison`",
+            "did you mean `vision`?",
+            "not a Hugging Face reference",
+            "[grid]",
+        ],
+    );
+    let p = write_raw(dir.path(), "bad.toml", "[sweep]\nname = \"x\nstore = 3\n");
+    let msg = plan_error(&p);
+    contains_all(&msg, &[&format!("{}:2:", p.display()), "TOML syntax"]);
+    let missing = dir.path().join("nope.toml");
+    assert!(plan_error(&missing).contains("cannot read manifest"));
+}
+
+#[test]
+fn a_fusion_needing_layers_without_a_layers_axis_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.toml",
+        &GRID.replace("layers = [\"3-18\", \"3-18-23\"]\n", ""),
+    );
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[&pos(&p, "\"E_D\""), "fusion `E_D` needs a layer set"],
+    );
+}
+
+#[test]
+fn an_axis_named_only_by_include_still_needs_a_grid_axis() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = GRID.replace(
+        "fusion = [\"E_D\", \"I_D\"]\n",
+        "include = [{ fusion = \"baseline\" }]\n",
+    );
+    let p = write(dir.path(), "m.toml", &g);
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "[grid]"),
+            "[grid] has no `fusion` axis",
+            "add e.g. `fusion = [",
+        ],
+    );
+}
+
+#[test]
+fn towers_too_shallow_to_fuse_are_rejected_at_their_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_raw(
+        dir.path(),
+        "m.toml",
+        "[sweep]\nname = \"x\"\n[models]\nv = { kind = \"vision\", family = \"siglip\", source = \"synth:siglip\", depth = 2 }\nl = { kind = \"llm\", family = \"llama\", source = \"synth:llama\", layers = 0 }\n",
+    );
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "2 }"),
+            "drops its last layer",
+            &pos(&p, "0 }"),
+            "at least one decoder layer",
+        ],
+    );
+}
