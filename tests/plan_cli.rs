@@ -37,7 +37,26 @@ fn json_output_is_the_documented_object_and_sees_cached_tasks() {
         .iter()
         .find(|t| t.stage == mlvf::plan::StageKind::Pretrain)
         .unwrap();
-    let path = mlvf::store::layout::done_path(&plan.store, done.stage, &done.key);
+    // Publish it the way a worker does, so its DONE record verifies; a second task gets a bare
+    // DONE.json, which must not count as cached.
+    let tmp = mlvf::store::layout::tmp_dir(&plan.store, &done.key, 1);
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("weights.bin"), b"trained").unwrap();
+    let info = mlvf::store::publish::AttemptInfo {
+        stage: done.stage,
+        key: done.key.clone(),
+        version: done.version,
+        attempt: 1,
+        started_ms: 0,
+        primary_metric: None,
+    };
+    mlvf::store::publish::publish(&plan.store, &tmp, &info).unwrap();
+    let fake = plan
+        .tasks
+        .iter()
+        .find(|t| t.stage == mlvf::plan::StageKind::Pretrain && t.key != done.key)
+        .unwrap();
+    let path = mlvf::store::layout::done_path(&plan.store, fake.stage, &fake.key);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "{}").unwrap();
     let out = mlvf()

@@ -147,6 +147,7 @@ pub fn fake_plan(
         config: prep_cfg,
         deps: vec![],
         cells: vec![],
+        axes: Default::default(),
     };
     tasks.push(prep.clone());
     let mut models: Vec<(String, Option<String>, u64)> = Vec::new();
@@ -167,6 +168,7 @@ pub fn fake_plan(
             config: cfg,
             deps: vec![prep.key.clone()],
             cells: vec![],
+            axes: Default::default(),
         };
         let pt_idx = tasks.len();
         tasks.push(pt.clone());
@@ -189,6 +191,7 @@ pub fn fake_plan(
                 config: cfg,
                 deps: vec![pt.key.clone()],
                 cells: vec![cell],
+                axes: Default::default(),
             };
             tasks[0].cells.push(cell);
             tasks[pt_idx].cells.push(cell);
