@@ -1,1 +1,4 @@
 //! Models in candle: vision towers, the LLaMA LLM with fusion hooks, fusion modules, loading.
+
+pub mod hub;
+pub mod llm;
