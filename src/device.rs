@@ -81,6 +81,13 @@ impl DeviceSpec {
     }
 }
 
+impl DeviceSpec {
+    /// For clap's `value_parser`: `#[arg(long, default_value = "auto", value_parser = DeviceSpec::parse_arg)]`.
+    pub fn parse_arg(s: &str) -> std::result::Result<DeviceSpec, String> {
+        s.parse().map_err(|e: anyhow::Error| format!("{e:#}"))
+    }
+}
+
 /// Parses and opens a device in one step (`"auto"`, `"cpu"`, `"cuda:1"`).
 pub fn parse_device(s: &str) -> Result<Device> {
     s.parse::<DeviceSpec>()?.open()
