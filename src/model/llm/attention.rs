@@ -73,7 +73,9 @@ impl SelfAttention {
                 k = Tensor::cat(&[pk, &k], 2)?;
                 v = Tensor::cat(&[pv, &v], 2)?;
             }
-            *slot = Some((k.clone(), v.clone()));
+            // Detached: the cache serves inference, and a tracked copy would chain every step's
+            // keys to the previous step's, keeping the whole history alive when weights are Vars.
+            *slot = Some((k.detach(), v.detach()));
         }
         let groups = self.heads / self.kv_heads;
         let k = candle_transformers::utils::repeat_kv(k, groups)?;

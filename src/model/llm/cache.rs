@@ -5,6 +5,7 @@ use candle_core::Tensor;
 /// Per-layer keys and values of every position seen so far (before GQA expansion, after RoPE),
 /// plus the projected image keys/values of I_M cross-attention, which do not change between
 /// decode steps. One cache serves one batch of sequences; [`KvCache::reset`] starts over.
+/// Cached tensors are detached: gradients flow within a forward call, never into earlier calls.
 #[derive(Clone, Debug)]
 pub struct KvCache {
     pub(crate) self_attn: Vec<Option<(Tensor, Tensor)>>,

@@ -249,7 +249,7 @@ impl Llama {
                                 .project_kv(feats)
                                 .with_context(|| format!("I_M features of layer {i}"))?;
                             if let Some(c) = cache.as_deref_mut() {
-                                c.cross_attn[i] = Some(kv.clone());
+                                c.cross_attn[i] = Some((kv.0.detach(), kv.1.detach()));
                             }
                             kv
                         }
