@@ -520,3 +520,62 @@ fn hook_inputs_that_do_not_fit_are_clear_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn f32_hooks_train_inside_a_bf16_llm() {
+    let cfg = LlamaConfig::tiny(50);
+    let frozen_map = VarMap::new();
+    let f32_llm = Llama::new(
+        &cfg,
+        VarBuilder::from_varmap(&frozen_map, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    // The same weights as plain bf16 tensors: a frozen LLM as on a GPU.
+    let tensors = f32_llm
+        .named_tensors()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_dtype(DType::BF16).unwrap()))
+        .collect();
+    let llm = Llama::new(
+        &cfg,
+        VarBuilder::from_tensors(tensors, DType::BF16, &Device::Cpu),
+    )
+    .unwrap();
+    let xvm = VarMap::new();
+    let xvb = VarBuilder::from_varmap(&xvm, DType::F32, &Device::Cpu);
+    let blocks = CrossAttnBlocks::new(&cfg, &[1], CrossAttnConfig::default(), xvb.clone()).unwrap();
+    let proj = candle_nn::linear(16, cfg.hidden_size, xvb.pp("proj")).unwrap();
+    set_gates(&xvm, 0.5);
+    let vision = randn(&[1, N_VIS, 16], 4);
+    let feats = proj.forward(&vision).unwrap();
+    let mut inj = Injections::new(VisualSpans::uniform(1, VIS_START, N_VIS));
+    inj.add(0, feats.clone()).unwrap();
+    let mut xin = CrossAttnInputs::new();
+    xin.insert(1, feats);
+    let fwd = ForwardOptions {
+        injections: Some(&inj),
+        cross_attn: Some(CrossAttn {
+            blocks: &blocks,
+            inputs: &xin,
+        }),
+        ..Default::default()
+    };
+    let logits = llm
+        .forward_embeds(&llm.embed(&ids(1)).unwrap(), &fwd, None)
+        .unwrap();
+    assert_eq!(logits.dtype(), DType::F32);
+    let grads = logits
+        .sqr()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for var in xvm.all_vars() {
+        let g = grads
+            .get(&var)
+            .expect("every f32 hook variable gets a gradient");
+        assert_eq!(g.dtype(), DType::F32);
+        assert!(max_abs(g) > 0.0);
+    }
+}

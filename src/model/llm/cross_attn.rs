@@ -164,7 +164,8 @@ impl CrossAttnBlock {
         ))
     }
 
-    /// `tanh(attn_gate) · XAttn(x)`.
+    /// `tanh(attn_gate) · XAttn(x)`, returned in `x`'s dtype whatever dtype the sub-block's
+    /// weights have (a trainable f32 sub-block inside a bf16 LLM works).
     pub(crate) fn gated_attn(
         &self,
         x: &Tensor,
@@ -174,7 +175,7 @@ impl CrossAttnBlock {
         let (b, t, _) = x.dims3()?;
         let q = self
             .q
-            .forward(x)?
+            .forward(&x.to_dtype(self.weight_dtype())?)?
             .reshape((b, t, self.heads, self.head_dim))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -184,25 +185,35 @@ impl CrossAttnBlock {
             t,
             self.heads * self.head_dim,
         ))?)?;
-        out.broadcast_mul(&self.attn_gate.tanh()?.to_dtype(out.dtype())?)
+        out.broadcast_mul(&self.attn_gate.tanh()?)?
+            .to_dtype(x.dtype())
     }
 
-    /// `tanh(mlp_gate) · XMlp(x)`.
+    /// `tanh(mlp_gate) · XMlp(x)`, in `x`'s dtype.
     pub(crate) fn gated_mlp(&self, x: &Tensor) -> Result<Tensor> {
-        let out = self.mlp.forward(x)?;
-        out.broadcast_mul(&self.mlp_gate.tanh()?.to_dtype(out.dtype())?)
+        let out = self.mlp.forward(&x.to_dtype(self.weight_dtype())?)?;
+        out.broadcast_mul(&self.mlp_gate.tanh()?)?
+            .to_dtype(x.dtype())
+    }
+
+    fn weight_dtype(&self) -> candle_core::DType {
+        self.q.weight().dtype()
     }
 
     pub(crate) fn attn_norm(&self, x: &Tensor) -> Result<Tensor> {
         match &self.norms {
-            Some((n, _)) => n.forward_diff(x),
+            Some((n, _)) => n
+                .forward_diff(&x.to_dtype(self.weight_dtype())?)?
+                .to_dtype(x.dtype()),
             None => Ok(x.clone()),
         }
     }
 
     pub(crate) fn mlp_norm(&self, x: &Tensor) -> Result<Tensor> {
         match &self.norms {
-            Some((_, n)) => n.forward_diff(x),
+            Some((_, n)) => n
+                .forward_diff(&x.to_dtype(self.weight_dtype())?)?
+                .to_dtype(x.dtype()),
             None => Ok(x.clone()),
         }
     }

@@ -13,7 +13,7 @@ use super::rope::Rotary;
 use crate::model::hub::ModelFiles;
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder, VarMap};
 use std::path::Path;
 
 /// Per-pass inputs besides the embeddings. `Default` is a plain forward.
@@ -114,6 +114,46 @@ impl Llama {
                 files.describe_weights()
             )
         })
+    }
+
+    /// Loads a checkpoint into a fresh `VarMap` (every weight trainable, e.g. for fine-tuning),
+    /// returning the model and the map to hand to the optimiser and to save.
+    pub fn load_trainable(
+        files: &ModelFiles,
+        dtype: DType,
+        device: &Device,
+    ) -> anyhow::Result<(Self, VarMap)> {
+        let cfg = LlamaConfig::from_file(&files.config)?;
+        let map = VarMap::new();
+        let model = Llama::new(&cfg, VarBuilder::from_varmap(&map, dtype, device))?;
+        let mut missing: std::collections::BTreeSet<String> =
+            map.data().lock().unwrap().keys().cloned().collect();
+        for file in &files.weights {
+            let tensors = candle_core::safetensors::load(file, device)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let vars = map.data().lock().unwrap();
+            for (name, t) in tensors {
+                let Some(var) = vars.get(&name) else { continue };
+                if t.dims() != var.dims() {
+                    bail!(
+                        "{}: tensor {name} has shape {:?}, the config implies {:?}",
+                        file.display(),
+                        t.dims(),
+                        var.dims()
+                    );
+                }
+                var.set(&t.to_dtype(dtype)?)?;
+                missing.remove(&name);
+            }
+        }
+        if let Some(name) = missing.iter().next() {
+            bail!(
+                "{}: cannot find tensor {name} ({} missing in all)",
+                files.describe_weights(),
+                missing.len()
+            );
+        }
+        Ok((model, map))
     }
 
     pub fn config(&self) -> &LlamaConfig {
