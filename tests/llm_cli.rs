@@ -151,3 +151,40 @@ fn bad_models_and_devices_fail_with_a_message() {
         .failure()
         .stderr(predicates::str::contains("ordinal"));
 }
+
+#[test]
+fn hub_ids_resolve_from_the_offline_cache_named_by_hf_home() {
+    let home = tempfile::tempdir().unwrap();
+    let commit = "fedcba9876543210fedcba9876543210fedcba98";
+    let repo = home.path().join("hub/models--tiny-org--tiny-llama");
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture_dir("tiny-tied").join(f), snap.join(f)).unwrap();
+    }
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let run = |model: &str| {
+        Command::cargo_bin("mlvf")
+            .unwrap()
+            .env("HF_HOME", home.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_ENDPOINT", "http://127.0.0.1:9") // never contacted offline
+            .env_remove("HF_HUB_CACHE")
+            .args([
+                "inspect",
+                "generate",
+                "--model",
+                model,
+                "--prompt",
+                "a red",
+                "--max-new-tokens",
+                "3",
+            ])
+            .assert()
+    };
+    run("tiny-org/tiny-llama").success();
+    run("tiny-org/other")
+        .failure()
+        .stderr(predicates::str::contains("models--tiny-org--other"));
+}

@@ -26,6 +26,28 @@ impl VisualSpans {
         }
     }
 
+    /// Spans from an image-token mask `[B, T]` (non-zero = visual token), as the official code
+    /// derives them: the first visual position and the number of visual positions per row. The
+    /// visual tokens of a row must be contiguous.
+    pub fn from_mask(mask: &Tensor) -> Result<Self> {
+        let rows: Vec<Vec<u32>> = mask
+            .ne(0u32 as f64)?
+            .to_dtype(candle_core::DType::U32)?
+            .to_vec2()
+            .context("image-token mask must be [batch, seq]")?;
+        let (mut starts, mut lens) = (Vec::new(), Vec::new());
+        for (b, row) in rows.iter().enumerate() {
+            let first = row.iter().position(|&m| m != 0).unwrap_or(0);
+            let n = row.iter().filter(|&&m| m != 0).count();
+            if row[first..first + n].iter().any(|&m| m == 0) {
+                bail!("batch element {b}: the visual tokens are not contiguous");
+            }
+            starts.push(first);
+            lens.push(n);
+        }
+        Ok(VisualSpans { starts, lens })
+    }
+
     pub fn batch(&self) -> usize {
         self.starts.len()
     }
@@ -137,5 +159,40 @@ impl Injections {
             .scatter(&sum.to_dtype(hidden.dtype())?, t)
             .with_context(|| format!("I_D injection into layer {layer}"))?;
         Ok((hidden + delta)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn spans_from_an_image_token_mask() {
+        let m = Tensor::new(&[[0u8, 1, 1, 1, 0], [0, 0, 0, 0, 0]], &Device::Cpu).unwrap();
+        let s = VisualSpans::from_mask(&m).unwrap();
+        assert_eq!(
+            s,
+            VisualSpans {
+                starts: vec![1, 0],
+                lens: vec![3, 0]
+            }
+        );
+        let gap = Tensor::new(&[[1u8, 0, 1]], &Device::Cpu).unwrap();
+        assert!(VisualSpans::from_mask(&gap)
+            .unwrap_err()
+            .to_string()
+            .contains("contiguous"));
+    }
+
+    #[test]
+    fn scatter_places_rows_and_pads_with_zeros() {
+        let f = Tensor::new(&[[[1f32, 1.], [2., 2.]]], &Device::Cpu).unwrap();
+        let s = VisualSpans {
+            starts: vec![1],
+            lens: vec![1],
+        };
+        let out: Vec<Vec<Vec<f32>>> = s.scatter(&f, 3).unwrap().to_vec3().unwrap();
+        assert_eq!(out, vec![vec![vec![0., 0.], vec![1., 1.], vec![0., 0.]]]);
     }
 }
