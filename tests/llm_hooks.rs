@@ -579,3 +579,78 @@ fn f32_hooks_train_inside_a_bf16_llm() {
         assert!(max_abs(g) > 0.0);
     }
 }
+
+#[test]
+fn batched_generation_decodes_each_row_as_if_alone() {
+    use mlvf::model::llm::{generate_greedy_batch, left_pad};
+    let (cfg, xvm, llm) = tiny();
+    let xvb = VarBuilder::from_varmap(&xvm, DType::F32, &Device::Cpu);
+    // Causal visibility: the I_M mask then depends on each row's positions, not the padded index.
+    let opts = CrossAttnConfig {
+        visibility: XAttnVisibility::Causal,
+        ..Default::default()
+    };
+    let blocks = CrossAttnBlocks::new(&cfg, &[1], opts, xvb).unwrap();
+    set_gates(&xvm, 0.7);
+    let lens = [SEQ, SEQ - 3, VIS_START + N_VIS];
+    let all = llm.embed(&ids(3)).unwrap();
+    let prompts: Vec<Tensor> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| all.get(i).unwrap().narrow(0, 0, n).unwrap())
+        .collect();
+    let id_feats = randn(&[3, N_VIS, cfg.hidden_size], 21);
+    let im_feats = randn(&[3, N_VIS, cfg.hidden_size], 22);
+    let gen = GenerateConfig {
+        max_new_tokens: 5,
+        eos_token_ids: vec![],
+    };
+
+    let mut want = Vec::new();
+    for (i, p) in prompts.iter().enumerate() {
+        let mut inj = Injections::new(VisualSpans::uniform(1, VIS_START, N_VIS));
+        inj.add(0, id_feats.narrow(0, i, 1).unwrap()).unwrap();
+        let mut xin = CrossAttnInputs::new();
+        xin.insert(1, im_feats.narrow(0, i, 1).unwrap());
+        let fwd = ForwardOptions {
+            injections: Some(&inj),
+            cross_attn: Some(CrossAttn {
+                blocks: &blocks,
+                inputs: &xin,
+            }),
+            ..Default::default()
+        };
+        want.push(generate_greedy(&llm, &p.unsqueeze(0).unwrap(), &fwd, &gen).unwrap());
+    }
+
+    let (embeds, mask, pads) = left_pad(&prompts).unwrap();
+    assert_eq!(pads, vec![0, 3, SEQ - VIS_START - N_VIS]);
+    let spans = VisualSpans {
+        starts: pads.iter().map(|p| p + VIS_START).collect(),
+        lens: vec![N_VIS; 3],
+    };
+    let mut inj = Injections::new(spans);
+    inj.add(0, id_feats).unwrap();
+    let mut xin = CrossAttnInputs::new();
+    xin.insert(1, im_feats);
+    let fwd = ForwardOptions {
+        injections: Some(&inj),
+        cross_attn: Some(CrossAttn {
+            blocks: &blocks,
+            inputs: &xin,
+        }),
+        ..Default::default()
+    };
+    let got = generate_greedy_batch(&llm, &embeds, &mask, &fwd, &gen).unwrap();
+    assert_eq!(got, want);
+    // EOS handling per row: stop row 0 at its second token, the others run on.
+    let stop = GenerateConfig {
+        max_new_tokens: 5,
+        eos_token_ids: vec![want[0][1]],
+    };
+    let got = generate_greedy_batch(&llm, &embeds, &mask, &fwd, &stop).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        let cut = w.iter().position(|&t| t == want[0][1]).unwrap_or(w.len());
+        assert_eq!(g, &w[..cut].to_vec());
+    }
+}

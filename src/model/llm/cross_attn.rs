@@ -26,6 +26,7 @@
 use super::attention::{attend, MASKED};
 use super::config::LlamaConfig;
 use super::mlp::SwiGlu;
+use super::rope::Positions;
 use anyhow::{bail, Context};
 use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{Init, Linear, RmsNorm, VarBuilder};
@@ -264,22 +265,32 @@ impl CrossAttnBlocks {
         self.blocks.get(&layer)
     }
 
-    /// The visibility mask `[1, 1, T, n_vis]` for queries at positions `start..start+len`, or
-    /// `None` when every image key is visible to every query.
+    /// The visibility mask (`[1|B, 1, T, n_vis]`) for queries at `positions`, or `None` when every
+    /// image key is visible to every query.
     pub(crate) fn mask(
         &self,
-        start: usize,
-        len: usize,
+        positions: &Positions,
         n_vis: usize,
         dev: &Device,
     ) -> Result<Option<Tensor>> {
-        if self.opts.visibility == XAttnVisibility::Full || start + 1 >= n_vis {
+        if self.opts.visibility == XAttnVisibility::Full {
             return Ok(None);
         }
-        let m: Vec<f32> = (start..start + len)
-            .flat_map(|p| (0..n_vis).map(move |j| if j <= p { 0.0 } else { MASKED }))
-            .collect();
-        Ok(Some(Tensor::from_vec(m, (1, 1, len, n_vis), dev)?))
+        let row = |ps: &mut dyn Iterator<Item = usize>| -> Vec<f32> {
+            ps.flat_map(|p| (0..n_vis).map(move |j| if j <= p { 0.0 } else { MASKED }))
+                .collect()
+        };
+        Ok(Some(match positions {
+            Positions::Range { start, .. } if start + 1 >= n_vis => return Ok(None),
+            Positions::Range { start, len } => {
+                Tensor::from_vec(row(&mut (*start..start + len)), (1, 1, *len, n_vis), dev)?
+            }
+            Positions::Rows(rows) => {
+                let t = rows.first().map_or(0, |r| r.len());
+                let v = row(&mut rows.iter().flat_map(|r| r.iter().map(|&p| p as usize)));
+                Tensor::from_vec(v, (rows.len(), 1, t, n_vis), dev)?
+            }
+        }))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::model::{ForwardOptions, Llama};
 use anyhow::{bail, Result};
-use candle_core::{IndexOp, Tensor, D};
+use candle_core::{DType, IndexOp, Tensor, D};
 
 /// When to stop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +54,7 @@ pub fn generate_greedy(
         injections: None,
         attention_mask: None,
         cross_attn: opts.cross_attn,
+        position_ids: None,
         output_hidden_states: false,
     };
     loop {
@@ -67,6 +68,132 @@ pub fn generate_greedy(
         let ids = Tensor::new(&[[next]], model.device())?;
         let logits = model.forward_embeds(&model.embed(&ids)?, &step_opts, Some(&mut cache))?;
         next = argmax_last(&logits)?;
+    }
+    Ok(out)
+}
+
+/// Left-pads prompts (each `[T_b, H]` embeddings) into one batch: `[B, T_max, H]` embeddings
+/// (zeros at padding), the `[B, T_max]` u32 attention mask, and each row's number of padding
+/// positions (shift that row's visual spans by it).
+pub fn left_pad(prompts: &[Tensor]) -> Result<(Tensor, Tensor, Vec<usize>)> {
+    let Some(first) = prompts.first() else {
+        bail!("left_pad: no prompts");
+    };
+    let h = first.dim(1)?;
+    let t_max = prompts
+        .iter()
+        .map(|p| p.dim(0))
+        .collect::<candle_core::Result<Vec<_>>>()?
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+    let (mut rows, mut mask, mut pads) = (Vec::new(), Vec::new(), Vec::new());
+    for p in prompts {
+        let (t, w) = p.dims2()?;
+        if w != h {
+            bail!("left_pad: prompts differ in width ({w} vs {h})");
+        }
+        let pad = t_max - t;
+        rows.push(if pad > 0 {
+            Tensor::cat(&[&Tensor::zeros((pad, h), p.dtype(), p.device())?, p], 0)?
+        } else {
+            p.clone()
+        });
+        mask.extend((0..t_max).map(|i| u32::from(i >= pad)));
+        pads.push(pad);
+    }
+    let mask = Tensor::from_vec(mask, (prompts.len(), t_max), first.device())?;
+    Ok((Tensor::stack(&rows, 0)?, mask, pads))
+}
+
+/// Greedy completion of a padded batch of prompts `[B, T, H]` with its attention mask `[B, T]`
+/// (left padding from [`left_pad`]; right padding works too). Positions count real tokens only,
+/// so every row decodes exactly as it would alone. `opts` hooks act as in [`generate_greedy`]
+/// (visual spans in padded coordinates). Returns each row's new tokens, without the EOS.
+pub fn generate_greedy_batch(
+    model: &Llama,
+    embeds: &Tensor,
+    attention_mask: &Tensor,
+    opts: &ForwardOptions<'_>,
+    cfg: &GenerateConfig,
+) -> Result<Vec<Vec<u32>>> {
+    let (b, t, _) = embeds.dims3()?;
+    let mask_rows: Vec<Vec<u32>> = attention_mask
+        .ne(0u32 as f64)?
+        .to_dtype(DType::U32)?
+        .to_vec2()?;
+    if mask_rows.len() != b || mask_rows.iter().any(|r| r.len() != t) {
+        bail!(
+            "attention_mask has shape {:?}; expected [{b}, {t}]",
+            attention_mask.dims()
+        );
+    }
+    let lens: Vec<u32> = mask_rows.iter().map(|r| r.iter().sum()).collect();
+    if let Some(i) = lens.iter().position(|&n| n == 0) {
+        bail!("prompt {i} of the batch is empty");
+    }
+    let mut out = vec![Vec::new(); b];
+    if cfg.max_new_tokens == 0 {
+        return Ok(out);
+    }
+    let dev = model.device();
+    // Position of each real token = number of real tokens before it.
+    let mut positions = Vec::with_capacity(b * t);
+    for row in &mask_rows {
+        let mut before = 0u32;
+        for &m in row {
+            positions.push(before);
+            before += m;
+        }
+    }
+    let positions = Tensor::from_vec(positions, (b, t), dev)?;
+    let mut mask = Tensor::from_vec(mask_rows.concat(), (b, t), dev)?;
+    let mut cache = model.new_cache();
+    let prefill = ForwardOptions {
+        attention_mask: Some(&mask),
+        position_ids: Some(&positions),
+        ..*opts
+    };
+    let logits = model.forward_embeds(embeds, &prefill, Some(&mut cache))?;
+    let last: Vec<usize> = mask_rows
+        .iter()
+        .map(|r| r.iter().rposition(|&m| m != 0).unwrap_or(0))
+        .collect();
+    let mut next: Vec<u32> = (0..b)
+        .map(|i| {
+            Ok(logits
+                .i((i, last[i]))?
+                .argmax(D::Minus1)?
+                .to_scalar::<u32>()?)
+        })
+        .collect::<Result<_>>()?;
+    let mut done = vec![false; b];
+    for step in 0..cfg.max_new_tokens {
+        for i in 0..b {
+            if !done[i] {
+                if cfg.eos_token_ids.contains(&next[i]) {
+                    done[i] = true;
+                } else {
+                    out[i].push(next[i]);
+                }
+            }
+        }
+        if done.iter().all(|&d| d) || step + 1 == cfg.max_new_tokens {
+            break;
+        }
+        mask = Tensor::cat(&[&mask, &Tensor::ones((b, 1), DType::U32, dev)?], 1)?;
+        let pos: Vec<u32> = lens.iter().map(|&n| n + step as u32).collect();
+        let pos = Tensor::from_vec(pos, (b, 1), dev)?;
+        let ids = Tensor::from_vec(next.clone(), (b, 1), dev)?;
+        let step_opts = ForwardOptions {
+            attention_mask: Some(&mask),
+            position_ids: Some(&pos),
+            injections: None,
+            cross_attn: opts.cross_attn,
+            output_hidden_states: false,
+        };
+        let logits = model.forward_embeds(&model.embed(&ids)?, &step_opts, Some(&mut cache))?;
+        next = logits.i((.., 0))?.argmax(D::Minus1)?.to_vec1::<u32>()?;
     }
     Ok(out)
 }

@@ -23,6 +23,9 @@ pub use cross_attn::{
     CrossAttn, CrossAttnBlock, CrossAttnBlocks, CrossAttnConfig, CrossAttnInputs, XAttnPlacement,
     XAttnVisibility,
 };
-pub use generate::{generate_from_ids, generate_greedy, GenerateConfig};
+pub use generate::{
+    generate_from_ids, generate_greedy, generate_greedy_batch, left_pad, GenerateConfig,
+};
 pub use injection::{Injections, VisualSpans};
 pub use model::{ForwardOptions, Llama, LlmOutput};
+pub use rope::Positions;

@@ -9,7 +9,7 @@ use super::config::LlamaConfig;
 use super::cross_attn::CrossAttn;
 use super::injection::Injections;
 use super::layer::{DecoderLayer, XAttnStep};
-use super::rope::Rotary;
+use super::rope::{Positions, Rotary};
 use crate::model::hub::ModelFiles;
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -27,6 +27,9 @@ pub struct ForwardOptions<'a> {
     pub injections: Option<&'a Injections>,
     /// I_M: gated cross-attention sub-blocks and their image features.
     pub cross_attn: Option<CrossAttn<'a>>,
+    /// `[B, T]` positions of the new tokens (RoPE and I_M causal visibility); `None` = the KV
+    /// cache length onwards for every row. Left-padded batches pass `cumsum(mask) - 1`.
+    pub position_ids: Option<&'a Tensor>,
     /// Also return every layer's input hidden states.
     pub output_hidden_states: bool,
 }
@@ -246,7 +249,22 @@ impl Llama {
             );
         }
         let mask = self.self_attn_mask(b, t, past, opts.attention_mask)?;
-        let (cos, sin) = self.rotary.cos_sin(past, t, self.dtype, &self.device)?;
+        let positions = match opts.position_ids {
+            None => Positions::Range {
+                start: past,
+                len: t,
+            },
+            Some(p) => {
+                if p.dims() != [b, t] {
+                    bail!(
+                        "position_ids has shape {:?}; expected [batch, seq] = [{b}, {t}]",
+                        p.dims()
+                    );
+                }
+                Positions::Rows(p.to_dtype(DType::U32)?.to_vec2()?)
+            }
+        };
+        let (cos, sin) = self.rotary.cos_sin(&positions, self.dtype, &self.device)?;
         if let Some(x) = &opts.cross_attn {
             x.check()?;
         }
@@ -294,7 +312,7 @@ impl Llama {
                             kv
                         }
                     };
-                    let xmask = x.blocks.mask(past, t, feats.dim(1)?, &self.device)?;
+                    let xmask = x.blocks.mask(&positions, feats.dim(1)?, &self.device)?;
                     let step = XAttnStep {
                         block,
                         placement: x.blocks.config().placement,

@@ -5,7 +5,7 @@
 //! `rope_slow`: candle's fused `rope` has no backward and would silently stop gradients.
 
 use super::config::{LlamaConfig, RopeScaling};
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor, D};
 
 /// Inverse frequencies, already rescaled.
 #[derive(Clone, Debug)]
@@ -52,26 +52,59 @@ impl Rotary {
         }
     }
 
-    /// cos and sin, each `[len, head_dim/2]`, for positions `start..start+len`, in `dtype`.
+    /// cos and sin in `dtype`: `[T, head_dim/2]` for a shared range of positions, or
+    /// `[B, 1, T, head_dim/2]` for per-row positions.
     pub fn cos_sin(
         &self,
-        start: usize,
-        len: usize,
+        positions: &Positions,
         dtype: DType,
         dev: &Device,
     ) -> Result<(Tensor, Tensor)> {
         let half = self.inv_freq.len();
-        let mut angles = Vec::with_capacity(len * half);
-        for p in start..start + len {
-            // f32 like transformers (which computes position × inv_freq in float32).
-            angles.extend(self.inv_freq.iter().map(|f| p as f32 * f));
-        }
-        let a = Tensor::from_vec(angles, (len, half), dev)?;
+        // f32 like transformers (which computes position × inv_freq in float32).
+        let angles = |ps: &mut dyn Iterator<Item = usize>| -> Vec<f32> {
+            ps.flat_map(|p| self.inv_freq.iter().map(move |f| p as f32 * f))
+                .collect()
+        };
+        let a = match positions {
+            Positions::Range { start, len } => {
+                Tensor::from_vec(angles(&mut (*start..start + len)), (*len, half), dev)?
+            }
+            Positions::Rows(rows) => {
+                let (b, t) = (rows.len(), rows.first().map_or(0, |r| r.len()));
+                let v = angles(&mut rows.iter().flat_map(|r| r.iter().map(|&p| p as usize)));
+                Tensor::from_vec(v, (b, 1, t, half), dev)?
+            }
+        };
         Ok((a.cos()?.to_dtype(dtype)?, a.sin()?.to_dtype(dtype)?))
     }
 }
 
-/// Rotates `x` `[B, heads, T, head_dim]` by `cos`/`sin` `[T, head_dim/2]` (differentiable).
+/// Where the new tokens of a forward call sit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Positions {
+    /// `start..start+len` for every row (the KV cache length onwards).
+    Range { start: usize, len: usize },
+    /// Per row, e.g. a left-padded batch whose real tokens start at position 0.
+    Rows(Vec<Vec<u32>>),
+}
+
+/// Rotates `x` `[B, heads, T, head_dim]` by `cos`/`sin` from [`Rotary::cos_sin`] (differentiable:
+/// candle's fused `rope` has no backward).
 pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    candle_nn::rotary_emb::rope_slow(&x.contiguous()?, cos, sin)
+    let x = x.contiguous()?;
+    if cos.rank() == 2 {
+        return candle_nn::rotary_emb::rope_slow(&x, cos, sin);
+    }
+    let cos = Tensor::cat(&[cos, cos], D::Minus1)?;
+    let sin = Tensor::cat(&[sin, sin], D::Minus1)?;
+    let d = x.dim(D::Minus1)?;
+    let rotated = Tensor::cat(
+        &[
+            &x.narrow(D::Minus1, d / 2, d - d / 2)?.neg()?,
+            &x.narrow(D::Minus1, 0, d / 2)?,
+        ],
+        D::Minus1,
+    )?;
+    x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
 }
