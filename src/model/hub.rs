@@ -4,7 +4,8 @@
 //! `config.json`, `model.safetensors` or shards listed in `model.safetensors.index.json`, and
 //! optionally `tokenizer.json` — described by one [`ModelFiles`]. Hub downloads use hf-hub's sync
 //! API and its cache (`$HF_HOME/hub`, or `$HF_HUB_CACHE`); `HF_ENDPOINT` picks a mirror;
-//! `HF_HUB_OFFLINE=1` resolves from the cache only and says exactly what is missing.
+//! `HF_HUB_OFFLINE=1` resolves from the cache only and says exactly what is missing; `HF_TOKEN`
+//! (or the token file in the cache) authenticates gated repos.
 
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
@@ -300,6 +301,10 @@ fn download(repo: &str, rev: &str, env: &HubEnv) -> Result<ModelFiles> {
         .with_progress(std::io::stderr().is_terminal());
     if let Some(e) = &env.endpoint {
         builder = builder.with_endpoint(e.clone());
+    }
+    // hf-hub 0.4 reads only the token file; honour the environment variable too.
+    if let Some(token) = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()) {
+        builder = builder.with_token(Some(token));
     }
     let api = builder
         .build()

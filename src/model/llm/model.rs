@@ -241,12 +241,16 @@ impl Llama {
             );
         }
         let past = cache.as_ref().map_or(0, |c| c.len());
+        static WARNED: std::sync::Once = std::sync::Once::new();
         if past + t > self.cfg.max_position_embeddings {
-            tracing::warn!(
-                "sequence of {} positions exceeds max_position_embeddings = {}",
-                past + t,
-                self.cfg.max_position_embeddings
-            );
+            // Once per process: a long generation would otherwise warn at every step.
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "sequence of {} positions exceeds max_position_embeddings = {}",
+                    past + t,
+                    self.cfg.max_position_embeddings
+                )
+            });
         }
         let mask = self.self_attn_mask(b, t, past, opts.attention_mask)?;
         let positions = match opts.position_ids {
