@@ -47,8 +47,12 @@ pub fn generate_greedy(
     if cfg.max_new_tokens == 0 {
         return Ok(out);
     }
-    let logits = model.forward_embeds(prompt_embeds, opts, Some(&mut cache))?;
-    let mut next = argmax_last(&logits)?;
+    let prefill = ForwardOptions {
+        output_hidden_states: false,
+        ..*opts
+    };
+    let hidden = model.forward_hidden(prompt_embeds, &prefill, Some(&mut cache))?;
+    let mut next = argmax(&model.lm_logits(&hidden.i((0, t - 1..t))?)?.squeeze(0)?)?;
     // Decode steps: no injections (they act on the visual positions, which are in the cache).
     let step_opts = ForwardOptions {
         injections: None,
@@ -66,8 +70,8 @@ pub fn generate_greedy(
             break;
         }
         let ids = Tensor::new(&[[next]], model.device())?;
-        let logits = model.forward_embeds(&model.embed(&ids)?, &step_opts, Some(&mut cache))?;
-        next = argmax_last(&logits)?;
+        let hidden = model.forward_hidden(&model.embed(&ids)?, &step_opts, Some(&mut cache))?;
+        next = argmax(&model.lm_logits(&hidden.i((0, 0..1))?)?.squeeze(0)?)?;
     }
     Ok(out)
 }
@@ -152,21 +156,20 @@ pub fn generate_greedy_batch(
     let prefill = ForwardOptions {
         attention_mask: Some(&mask),
         position_ids: Some(&positions),
+        output_hidden_states: false,
         ..*opts
     };
-    let logits = model.forward_embeds(embeds, &prefill, Some(&mut cache))?;
+    let hidden = model.forward_hidden(embeds, &prefill, Some(&mut cache))?;
     let last: Vec<usize> = mask_rows
         .iter()
         .map(|r| r.iter().rposition(|&m| m != 0).unwrap_or(0))
         .collect();
-    let mut next: Vec<u32> = (0..b)
-        .map(|i| {
-            Ok(logits
-                .i((i, last[i]))?
-                .argmax(D::Minus1)?
-                .to_scalar::<u32>()?)
-        })
-        .collect::<Result<_>>()?;
+    // Only each row's last real position needs logits.
+    let last_hidden = (0..b)
+        .map(|i| hidden.i((i, last[i])))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let logits = model.lm_logits(&Tensor::stack(&last_hidden, 0)?)?;
+    let mut next: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
     let mut done = vec![false; b];
     for step in 0..cfg.max_new_tokens {
         for i in 0..b {
@@ -204,10 +207,7 @@ pub fn generate_from_ids(model: &Llama, prompt: &[u32], cfg: &GenerateConfig) ->
     generate_greedy(model, &model.embed(&ids)?, &ForwardOptions::default(), cfg)
 }
 
-fn argmax_last(logits: &Tensor) -> Result<u32> {
-    let t = logits.dim(1)?;
-    Ok(logits
-        .i((0, t - 1))?
-        .argmax(D::Minus1)?
-        .to_scalar::<u32>()?)
+/// The argmax of a `[vocab]` logits vector.
+fn argmax(logits: &Tensor) -> Result<u32> {
+    Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
 }

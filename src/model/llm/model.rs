@@ -207,6 +207,12 @@ impl Llama {
         Ok(self.norm.forward_diff(&h)?)
     }
 
+    /// Logits (f32) from final-normed hidden states `[.., H]`, e.g. only the positions a caller
+    /// needs (generation reads one position, not the whole prompt's `T × vocab`).
+    pub fn lm_logits(&self, normed_hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(normed_hidden)?.to_dtype(DType::F32)
+    }
+
     /// The forward pass with everything it can return.
     pub fn forward_full(
         &self,
