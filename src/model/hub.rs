@@ -162,8 +162,13 @@ impl ModelFiles {
     pub fn load_tokenizer(&self) -> Result<tokenizers::Tokenizer> {
         match &self.tokenizer {
             Some(p) => load_tokenizer(p),
+            None if self.dir.join("tokenizer.model").is_file() => bail!(
+                "{}: only a SentencePiece tokenizer.model, no {TOKENIZER}; write one once with \
+                 transformers: `AutoTokenizer.from_pretrained(d).save_pretrained(d)`",
+                self.dir.display()
+            ),
             None => bail!(
-                "{}: no {TOKENIZER} (the model needs a fast tokenizer file)",
+                "{}: no {TOKENIZER} (the model needs a Hugging Face fast-tokenizer file)",
                 self.dir.display()
             ),
         }
@@ -334,7 +339,11 @@ fn download(repo: &str, rev: &str, env: &HubEnv) -> Result<ModelFiles> {
         }
     }
     // Optional: vision towers have none.
-    let _ = r.get(TOKENIZER);
+    if r.get(TOKENIZER).is_err() {
+        // SentencePiece-only repos (e.g. MobileLLaMA): fetched so the tokenizer error can say how
+        // to convert it.
+        let _ = r.get("tokenizer.model");
+    }
     ModelFiles::from_dir(&dir)
 }
 
@@ -433,6 +442,23 @@ mod tests {
             ]
         );
         assert_eq!(f.tokenizer, None);
+    }
+
+    #[test]
+    fn sentencepiece_only_tokenizer_says_how_to_convert() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(CONFIG), "{}").unwrap();
+        std::fs::write(tmp.path().join(SINGLE), b"").unwrap();
+        std::fs::write(tmp.path().join("tokenizer.model"), b"").unwrap();
+        let e = ModelFiles::from_dir(tmp.path())
+            .unwrap()
+            .load_tokenizer()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tokenizer.model") && e.contains("save_pretrained"),
+            "{e}"
+        );
     }
 
     #[test]
