@@ -168,10 +168,11 @@ fn rope_scaling_is_exercised_by_the_fixtures() {
 }
 
 #[test]
-fn fusion_hooks_match_a_transformers_reference() {
+fn fusion_hooks_match_a_transformers_reference_in_every_placement() {
     use candle_nn::VarBuilder;
     use mlvf::model::llm::{
         CrossAttn, CrossAttnBlocks, CrossAttnConfig, CrossAttnInputs, Injections, VisualSpans,
+        XAttnPlacement,
     };
     let (model, _, exp) = fixture("tiny-tied");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llm/tiny-tied");
@@ -181,29 +182,39 @@ fn fusion_hooks_match_a_transformers_reference() {
     let (vis_start, id_layer, im_layer) =
         (scalar("vis_start"), scalar("id_layer"), scalar("im_layer"));
     let n = hooks["id_features"].dim(1).unwrap();
-
-    let vb = VarBuilder::from_tensors(hooks.clone(), DType::F32, &Device::Cpu);
-    // The reference is the paper's `pre` placement with the whole image visible.
-    let blocks =
-        CrossAttnBlocks::new(model.config(), &[im_layer], CrossAttnConfig::default(), vb).unwrap();
     let mut inj = Injections::new(VisualSpans::uniform(1, vis_start, n));
     inj.add(id_layer, hooks["id_features"].clone()).unwrap();
     let mut xin = CrossAttnInputs::new();
     xin.insert(im_layer, hooks["im_features"].clone());
-    let opts = ForwardOptions {
-        injections: Some(&inj),
-        cross_attn: Some(CrossAttn {
-            blocks: &blocks,
-            inputs: &xin,
-        }),
-        ..Default::default()
-    };
-    let logits = model
-        .forward_embeds(&model.embed(&ids(&exp["input_ids"])).unwrap(), &opts, None)
-        .unwrap();
-    let d = max_abs_diff(&logits, &hooks["hook_logits"]);
-    eprintln!("hooks: max|Δ| = {d:.2e}");
-    assert!(d <= TOL, "I_D + I_M vs reference: max|Δ| {d}");
-    // The reference is not the plain model (so the comparison above is meaningful).
-    assert!(max_abs_diff(&exp["logits"], &hooks["hook_logits"]) > 0.1);
+    let embeds = model.embed(&ids(&exp["input_ids"])).unwrap();
+    for (placement, key) in [
+        (XAttnPlacement::Pre, "hook_logits_pre"),
+        (XAttnPlacement::Post, "hook_logits_post"),
+        (XAttnPlacement::Parallel, "hook_logits_parallel"),
+    ] {
+        // The reference runs with the whole image visible (the default).
+        let vb = VarBuilder::from_tensors(hooks.clone(), DType::F32, &Device::Cpu);
+        let cfg = CrossAttnConfig {
+            placement,
+            ..Default::default()
+        };
+        let blocks = CrossAttnBlocks::new(model.config(), &[im_layer], cfg, vb).unwrap();
+        let opts = ForwardOptions {
+            injections: Some(&inj),
+            cross_attn: Some(CrossAttn {
+                blocks: &blocks,
+                inputs: &xin,
+            }),
+            ..Default::default()
+        };
+        let logits = model.forward_embeds(&embeds, &opts, None).unwrap();
+        let d = max_abs_diff(&logits, &hooks[key]);
+        eprintln!("hooks ({placement:?}): max|Δ| = {d:.2e}");
+        assert!(
+            d <= TOL,
+            "I_D + I_M ({placement:?}) vs reference: max|Δ| {d}"
+        );
+        // The reference differs from the plain model, so the comparison is meaningful.
+        assert!(max_abs_diff(&exp["logits"], &hooks[key]) > 0.1);
+    }
 }
