@@ -39,7 +39,7 @@ impl VisualSpans {
         for (b, row) in rows.iter().enumerate() {
             let first = row.iter().position(|&m| m != 0).unwrap_or(0);
             let n = row.iter().filter(|&&m| m != 0).count();
-            if row[first..first + n].iter().any(|&m| m == 0) {
+            if row[first..first + n].contains(&0) {
                 bail!("batch element {b}: the visual tokens are not contiguous");
             }
             starts.push(first);
