@@ -654,3 +654,74 @@ fn batched_generation_decodes_each_row_as_if_alone() {
         assert_eq!(g, &w[..cut].to_vec());
     }
 }
+
+#[test]
+fn masks_and_positions_of_the_wrong_shape_are_clear_errors() {
+    let (_, _, llm) = tiny();
+    let embeds = llm.embed(&ids(2)).unwrap();
+    let short_mask = Tensor::ones((2, SEQ - 1), DType::U32, &Device::Cpu).unwrap();
+    let fwd = ForwardOptions {
+        attention_mask: Some(&short_mask),
+        ..Default::default()
+    };
+    let e = format!("{:#}", llm.forward_embeds(&embeds, &fwd, None).unwrap_err());
+    assert!(
+        e.contains("attention_mask") && e.contains(&format!("[2, {SEQ}]")),
+        "{e}"
+    );
+    let pos = Tensor::zeros((1, SEQ), DType::U32, &Device::Cpu).unwrap();
+    let fwd = ForwardOptions {
+        position_ids: Some(&pos),
+        ..Default::default()
+    };
+    let e = format!("{:#}", llm.forward_embeds(&embeds, &fwd, None).unwrap_err());
+    assert!(e.contains("position_ids"), "{e}");
+    let wide = Tensor::zeros((1, 3, 7), DType::F32, &Device::Cpu).unwrap();
+    let e = format!(
+        "{:#}",
+        llm.forward_embeds(&wide, &ForwardOptions::default(), None)
+            .unwrap_err()
+    );
+    assert!(e.contains("width 7"), "{e}");
+}
+
+#[test]
+fn explicit_positions_equal_the_default_range() {
+    // position_ids = 0..T must be exactly the default path (guards the per-row RoPE code).
+    let (_, _, llm) = tiny();
+    let embeds = llm.embed(&ids(2)).unwrap();
+    let plain = llm
+        .forward_embeds(&embeds, &ForwardOptions::default(), None)
+        .unwrap();
+    let pos = Tensor::arange(0u32, SEQ as u32, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+        .repeat((2, 1))
+        .unwrap();
+    let fwd = ForwardOptions {
+        position_ids: Some(&pos),
+        ..Default::default()
+    };
+    let with = llm.forward_embeds(&embeds, &fwd, None).unwrap();
+    assert!(max_abs(&(&with - &plain).unwrap()) < 1e-5);
+    // Spreading row 1's positions (0, 2, 4, …) changes its relative offsets, hence its logits;
+    // row 0 keeps 0..T and must not move: positions act per row.
+    let shifted: Vec<u32> = (0..2 * SEQ as u32)
+        .map(|i| {
+            if i < SEQ as u32 {
+                i
+            } else {
+                (i - SEQ as u32) * 2
+            }
+        })
+        .collect();
+    let shifted = Tensor::from_vec(shifted, (2, SEQ), &Device::Cpu).unwrap();
+    let fwd = ForwardOptions {
+        position_ids: Some(&shifted),
+        ..Default::default()
+    };
+    let with = llm.forward_embeds(&embeds, &fwd, None).unwrap();
+    assert!(max_abs(&(&with.get(0).unwrap() - &plain.get(0).unwrap()).unwrap()) < 1e-5);
+    assert!(max_abs(&(&with.get(1).unwrap() - &plain.get(1).unwrap()).unwrap()) > 1e-4);
+}
