@@ -9,12 +9,14 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `mlvf inspect …`.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     #[command(subcommand)]
     pub what: InspectCommand,
 }
 
+/// What to inspect.
 #[derive(Subcommand, Debug)]
 pub enum InspectCommand {
     /// Every hidden state of a vision tower for one image, as safetensors.
@@ -39,6 +41,7 @@ pub struct LlmModelArgs {
     pub device: DeviceSpec,
 }
 
+/// `mlvf inspect llm`.
 #[derive(Args, Debug)]
 pub struct InspectLlmArgs {
     #[command(flatten)]
@@ -48,6 +51,7 @@ pub struct InspectLlmArgs {
     pub out: PathBuf,
 }
 
+/// `mlvf inspect generate`.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
     #[command(flatten)]
@@ -57,6 +61,7 @@ pub struct GenerateArgs {
     pub max_new_tokens: usize,
 }
 
+/// Dispatches to the chosen subcommand.
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     match args.what {
         InspectCommand::Vision(a) => super::inspect_vision::run(a),

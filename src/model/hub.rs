@@ -217,6 +217,7 @@ pub struct HubEnv {
 }
 
 impl HubEnv {
+    /// Reads `HF_HUB_CACHE`, `HF_HOME`, `HOME`, `HF_ENDPOINT` and `HF_HUB_OFFLINE`.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let cache_dir =

@@ -25,6 +25,7 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
+    /// Builds from `vb` rooted at `model.layers.{i}.self_attn`.
     pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         Ok(SelfAttention {
@@ -38,6 +39,7 @@ impl SelfAttention {
         })
     }
 
+    /// Appends the weights under their HF names below `prefix`.
     pub fn named_tensors(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
         for (n, l) in [
             ("q_proj", &self.q),

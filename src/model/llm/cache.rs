@@ -28,6 +28,7 @@ impl KvCache {
         self.len
     }
 
+    /// True before the first forward call (or after a reset).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -34,6 +34,7 @@ pub enum TokenIds {
 }
 
 impl TokenIds {
+    /// The ids as a list.
     pub fn to_vec(&self) -> Vec<u32> {
         match self {
             TokenIds::One(i) => vec![*i],

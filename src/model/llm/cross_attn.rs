@@ -252,6 +252,7 @@ impl CrossAttnBlocks {
         Ok(CrossAttnBlocks { opts, blocks })
     }
 
+    /// Placement, visibility and initialisation shared by every sub-block.
     pub fn config(&self) -> &CrossAttnConfig {
         &self.opts
     }
@@ -301,6 +302,7 @@ pub struct CrossAttnInputs {
 }
 
 impl CrossAttnInputs {
+    /// No features yet.
     pub fn new() -> Self {
         Self::default()
     }

@@ -48,6 +48,7 @@ impl VisualSpans {
         Ok(VisualSpans { starts, lens })
     }
 
+    /// Number of sequences described.
     pub fn batch(&self) -> usize {
         self.starts.len()
     }
@@ -106,6 +107,7 @@ pub struct Injections {
 }
 
 impl Injections {
+    /// No injections yet; every later one uses these visual positions.
     pub fn new(spans: VisualSpans) -> Self {
         Injections {
             spans,
@@ -128,6 +130,7 @@ impl Injections {
         Ok(self)
     }
 
+    /// Where the injections land.
     pub fn spans(&self) -> &VisualSpans {
         &self.spans
     }

@@ -25,6 +25,7 @@ pub(crate) struct XAttnStep<'a> {
 }
 
 impl DecoderLayer {
+    /// Builds from `vb` rooted at `model.layers.{i}`.
     pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         Ok(DecoderLayer {
@@ -39,6 +40,7 @@ impl DecoderLayer {
         })
     }
 
+    /// Appends the weights under their HF names below `prefix`.
     pub fn named_tensors(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
         out.push((
             format!("{prefix}.input_layernorm.weight"),

@@ -12,6 +12,7 @@ pub struct SwiGlu {
 }
 
 impl SwiGlu {
+    /// Builds from `vb` rooted at the MLP (`…mlp`), with candle's default initialisation.
     pub fn new(hidden: usize, intermediate: usize, vb: VarBuilder) -> Result<Self> {
         Ok(SwiGlu {
             gate: linear_no_bias(hidden, intermediate, vb.pp("gate_proj"))?,

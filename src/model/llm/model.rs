@@ -159,14 +159,17 @@ impl Llama {
         Ok((model, map))
     }
 
+    /// The validated configuration the model was built from.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
     }
 
+    /// The dtype of the weights and of the hidden states between layers.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
 
+    /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device
     }

@@ -14,6 +14,7 @@ pub struct Rotary {
 }
 
 impl Rotary {
+    /// The frequencies for `cfg`'s head size, theta and scaling.
     pub fn new(cfg: &LlamaConfig) -> Self {
         let d = cfg.head_dim;
         let base: Vec<f64> = (0..d / 2)
