@@ -3,3 +3,5 @@
 pub mod fusion;
 pub mod preprocess;
 pub mod vision;
+pub mod hub;
+pub mod llm;
