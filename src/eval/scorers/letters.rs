@@ -193,6 +193,7 @@ fn mmvp_regexes() -> &'static [Regex; 5] {
 
 /// MMVP letter extraction: the regex cascade, then the first char if it is A/B; `""` otherwise.
 pub fn mmvp_letter(pred: &str) -> String {
+    let pred = pred.trim();
     for re in mmvp_regexes() {
         if let Some(c) = re.captures(pred) {
             return c[1].to_uppercase();
@@ -207,11 +208,18 @@ pub fn mmvp_letter(pred: &str) -> String {
 /// CV-Bench: `re.match(r"[\(\s]*([A-Z])[\)\.\s]*", pred.strip(), IGNORECASE)`, i.e. the first
 /// letter after optional `(`/spaces ("The answer is A" → "T").
 pub fn cvbench_letter(pred: &str) -> String {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    let re = RE.get_or_init(|| Regex::new(r"(?i)^[\(\s]*([A-Z])").unwrap());
-    re.captures(pred.trim())
-        .map(|c| c[1].to_uppercase())
-        .unwrap_or_default()
+    let first = pred
+        .trim()
+        .chars()
+        .find(|c| !(*c == '(' || c.is_whitespace()));
+    match first {
+        // Python's IGNORECASE [A-Z] also matches the four non-ASCII letters whose simple case
+        // mapping is ASCII (İ ı ſ K); `.upper()` then gives İ, I, S, K.
+        Some(c) if c.is_ascii_alphabetic() || matches!(c, 'İ' | 'ı' | 'ſ' | '\u{212A}') => {
+            c.to_uppercase().collect()
+        }
+        _ => String::new(),
+    }
 }
 
 fn bool_score(b: bool) -> f64 {
@@ -347,6 +355,18 @@ impl Scorer for McqExtract {
     }
 }
 
+/// MMVP's target normalisation: `(a)`/`a` → `A`, `(b)`/`b` → `B`, anything else uppercased.
+fn mmvp_target(answer: &str) -> String {
+    let a = answer.trim().to_lowercase();
+    if a.contains("(a)") || a == "a" {
+        "A".into()
+    } else if a.contains("(b)") || a == "b" {
+        "B".into()
+    } else {
+        a.to_uppercase()
+    }
+}
+
 pub(super) struct MmvpLetter;
 
 impl Scorer for MmvpLetter {
@@ -362,11 +382,7 @@ impl Scorer for MmvpLetter {
     fn score(&self, sample: &Sample, response: &str, _: &mut ScoreContext) -> Result<Scored> {
         let pred = response.trim();
         let letter = mmvp_letter(pred);
-        let gt = sample
-            .answer
-            .trim()
-            .trim_matches(|c| c == '(' || c == ')')
-            .to_uppercase();
+        let gt = mmvp_target(&sample.answer);
         let mut s = scored(
             pred,
             "mmvp_accuracy",
@@ -413,10 +429,8 @@ impl Scorer for CvBenchLetter {
     }
     fn score(&self, sample: &Sample, response: &str, _: &mut ScoreContext) -> Result<Scored> {
         let letter = cvbench_letter(response);
-        let gt = sample
-            .answer
-            .trim_matches(|c| c == '(' || c == ')')
-            .to_uppercase();
+        // lmms-eval compares with `answer.strip("()")` as is (CV-Bench answers are "(A)"…).
+        let gt = sample.answer.trim_matches(|c| c == '(' || c == ')');
         Ok(scored(
             response.trim(),
             "cv_bench_acc",
@@ -530,6 +544,9 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(cvbench_letter(input), want, "input {input:?}");
         }
+        // Python's IGNORECASE [A-Z] matches İ (simple lowercase "i"); found by differential fuzzing.
+        assert_eq!(cvbench_letter("İ"), "İ");
+        assert_eq!(cvbench_letter("(3)"), "");
     }
 
     #[test]
