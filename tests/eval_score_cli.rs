@@ -155,3 +155,26 @@ fn predictions_for_nothing_are_a_user_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no prediction"));
 }
+
+/// The exporter's offline self-test writes benchmarks that load and score here.
+/// Needs python3 with Pillow, hence ignored by default: `cargo test --test eval_score_cli -- --ignored`.
+#[test]
+#[ignore]
+fn exporter_self_test_output_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/export_lmms_task.py");
+    let status = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--self-test", "--out"])
+        .arg(tmp.path())
+        .status()
+        .expect("python3 must be installed for this test");
+    assert!(status.success());
+    let preds = tmp.path().join("p.jsonl");
+    std::fs::write(&preds, "{\"doc_id\": 0, \"filtered_resps\": [\"Yes\"]}\n{\"doc_id\": 1, \"filtered_resps\": [\"No\"]}\n")
+        .unwrap();
+    let v = score_json(&tmp.path().join("mme"), &preds, &[]);
+    assert_eq!(v["metrics"]["mme_perception_score"], 200.0);
+    let v = score_json(&tmp.path().join("mmbench_en_dev_static"), &preds, &[]);
+    assert_eq!(v["n"], 2);
+}
