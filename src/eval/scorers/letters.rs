@@ -126,7 +126,7 @@ pub fn extract_mcq_answer(response: &str, choices: &[&str]) -> String {
         }
     }
     // Stable sort descending, like Python's sort(reverse=True).
-    cands.sort_by(|a, b| (b.2, b.1).cmp(&(a.2, a.1)));
+    cands.sort_by_key(|c| std::cmp::Reverse((c.2, c.1)));
     cands.first().map(|c| c.0.to_string()).unwrap_or_default()
 }
 

@@ -525,7 +525,7 @@ mod tests {
             vec![OpenPred::Num(3.0)]
         );
         let mut got = parse_open_response("Therefore, the final answer is 1,000.");
-        got.sort_by(|a, b| py_str(a).cmp(&py_str(b)));
+        got.sort_by_key(py_str);
         assert_eq!(got, vec![OpenPred::Num(0.0), OpenPred::Num(1000.0)]);
         assert_eq!(
             parse_open_response("Paris"),
