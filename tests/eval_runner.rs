@@ -318,3 +318,46 @@ fn mme_pairs_and_pope_subsets_through_the_runner() {
     assert_eq!(m["pope_f1_subset_mean"], 0.25);
     assert_eq!(r.primary_value, Some(0.25));
 }
+
+#[test]
+fn evaluate_writes_cache_samples_and_results() {
+    let (_t, dir) = scratch("gqa_mini");
+    let bench = Benchmark::load(&dir).unwrap();
+    let out = dir.join("eval-out");
+    let mut gen = FakeGen::new(GQA_ANSWERS);
+    let info = mlvf::eval::RunInfo {
+        model: Some("fake".into()),
+        ..Default::default()
+    };
+    let (summary, report) =
+        mlvf::eval::evaluate(&mut gen, &bench, &out, &RunOptions::default(), &info).unwrap();
+    assert_eq!(summary.generated, 4);
+    assert_eq!(report.metrics["exact_match"], 0.75);
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["results"]["gqa_mini"]["exact_match,none"], 0.75);
+    assert_eq!(results["config"]["model"], "fake");
+    assert_eq!(
+        std::fs::read_to_string(out.join("samples_gqa_mini.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
+    assert!(out.join("predictions.jsonl").is_file());
+}
+
+#[test]
+fn generation_key_ignores_the_scorer_but_not_the_token_budget() {
+    let (_t, dir) = scratch("gqa_mini");
+    let base = Benchmark::load(&dir).unwrap().generation_key();
+    let mpath = dir.join("manifest.json");
+    let original = std::fs::read_to_string(&mpath).unwrap();
+    let mut m: Value = serde_json::from_str(&original).unwrap();
+    m["scorer"] = Value::from("realworldqa");
+    std::fs::write(&mpath, m.to_string()).unwrap();
+    assert_eq!(Benchmark::load(&dir).unwrap().generation_key(), base);
+    m["generation"]["max_new_tokens"] = Value::from(32);
+    std::fs::write(&mpath, m.to_string()).unwrap();
+    assert_ne!(Benchmark::load(&dir).unwrap().generation_key(), base);
+}

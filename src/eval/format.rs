@@ -182,6 +182,7 @@ impl Benchmark {
             .with_context(|| format!("{}: not valid UTF-8", data_path.display()))?;
         let mut samples = Vec::new();
         let mut seen = HashSet::new();
+        let mut checked_images: HashSet<String> = HashSet::new();
         for (lineno, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -192,8 +193,12 @@ impl Benchmark {
             let mut sample = parse_sample(&value, &where_)?;
             sample.index = samples.len();
             for image in &sample.images {
-                check_image_path(dir, image)
-                    .with_context(|| format!("{where_}: field `images`"))?;
+                // Images are shared (POPE: 9000 questions, 500 images): check each file once.
+                if !checked_images.contains(image.as_str()) {
+                    check_image_path(dir, image)
+                        .with_context(|| format!("{where_}: field `images`"))?;
+                    checked_images.insert(image.clone());
+                }
             }
             if !seen.insert(sample.id.clone()) {
                 bail!(
@@ -233,6 +238,23 @@ impl Benchmark {
     /// The scorer the manifest names, configured by `scorer_version` / `scorer_options`.
     pub fn scorer(&self) -> Result<Box<dyn scorers::Scorer>> {
         scorers::build(&self.manifest)
+    }
+
+    /// A content key of everything generation depends on: the data (prompts, image names, which
+    /// are content hashes), the token budget and the prompt profile. The scorer is deliberately
+    /// left out: changing it re-scores cached predictions instead of regenerating them.
+    pub fn generation_key(&self) -> String {
+        let g = &self.manifest.generation;
+        let pre = serde_json::json!({
+            "format": self.manifest.format,
+            "data_blake3": self.data_digest,
+            "max_new_tokens": g.max_new_tokens,
+            "greedy": g.greedy,
+            "prompt_profile": self.manifest.prompt_profile,
+        });
+        blake3::hash(pre.to_string().as_bytes())
+            .to_hex()
+            .to_string()
     }
 }
 

@@ -23,8 +23,9 @@ pub mod sha256;
 pub mod text;
 
 pub use format::{Benchmark, BenchmarkManifest, Sample};
+pub use output::RunInfo;
 pub use predictions::{load_predictions, Prediction, PredictionSet};
 pub use prompt::ConversationTemplate;
-pub use runner::{run_benchmark, Generator, RunOptions, RunSummary};
+pub use runner::{evaluate, run_benchmark, Generator, RunOptions, RunSummary};
 pub use scorers::{Metrics, Scorer};
 pub use scoring::{score_benchmark, ScoreReport};

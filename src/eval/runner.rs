@@ -4,8 +4,10 @@
 //! at the next unanswered sample. Scoring is separate ([`crate::eval::scoring`]).
 
 use crate::eval::format::Benchmark;
+use crate::eval::output::{write_results_json, write_samples_jsonl, RunInfo};
 use crate::eval::predictions::{cache_header, load_predictions};
 use crate::eval::prompt::{build_prompt, ConversationTemplate};
+use crate::eval::scoring::{score_benchmark, ScoreReport};
 use anyhow::{bail, Context, Result};
 use image::DynamicImage;
 use serde_json::json;
@@ -124,6 +126,7 @@ pub fn run_benchmark(
         generated: 0,
         recovered_partial_line: existing.dropped_partial_line,
     };
+    let started = std::time::Instant::now();
     for sample in &bench.samples[..scope] {
         if existing.by_index.contains_key(&sample.index) {
             summary.cached += 1;
@@ -148,6 +151,44 @@ pub fn run_benchmark(
         file.write_all(format!("{line}\n").as_bytes())?;
         file.sync_data()?;
         summary.generated += 1;
+        if summary.generated % 50 == 0 {
+            let done = summary.cached + summary.generated;
+            let rate = summary.generated as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            tracing::info!(task = %bench.manifest.task, "{done}/{scope} answered ({rate:.2} samples/s)");
+        }
     }
     Ok(summary)
+}
+
+/// File names [`evaluate`] writes into its output directory.
+pub const PREDICTIONS_FILE: &str = "predictions.jsonl";
+/// lmms-eval-shaped results (`results[task]["<metric>,<filter>"]`).
+pub const RESULTS_FILE: &str = "results.json";
+
+/// The samples-log file name for a task (`samples_<task>.jsonl`, like lmms-eval).
+pub fn samples_file(task: &str) -> String {
+    format!("samples_{task}.jsonl")
+}
+
+/// Generate (resumably) and score in one call: `out_dir/predictions.jsonl` (the cache),
+/// `out_dir/samples_<task>.jsonl` and `out_dir/results.json`. A rerun after an interruption
+/// generates only what is missing; scoring always runs from the cache.
+pub fn evaluate(
+    generator: &mut dyn Generator,
+    bench: &Benchmark,
+    out_dir: &Path,
+    opts: &RunOptions,
+    info: &RunInfo,
+) -> Result<(RunSummary, ScoreReport)> {
+    let preds_path = out_dir.join(PREDICTIONS_FILE);
+    let summary = run_benchmark(generator, bench, &preds_path, opts)?;
+    let preds = load_predictions(&preds_path, bench, true)?;
+    let report = score_benchmark(bench, &preds)?;
+    write_samples_jsonl(
+        &out_dir.join(samples_file(&bench.manifest.task)),
+        bench,
+        &report,
+    )?;
+    write_results_json(&out_dir.join(RESULTS_FILE), bench, &report, info)?;
+    Ok((summary, report))
 }

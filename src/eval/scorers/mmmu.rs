@@ -559,6 +559,14 @@ mod tests {
             &parse_open_response("It is paris, france")
         ));
         assert!(!eval_open(&["London"], &parse_open_response("Paris")));
+        // One-character golds become " a" / "a " and match as words only.
+        assert!(eval_open(&["A"], &parse_open_response("The answer is a")));
+        assert!(!eval_open(&["A"], &parse_open_response("cat")));
+        // A number gold matches a number anywhere in the response after rounding to 2 places.
+        assert!(eval_open(
+            &["3.14159"],
+            &parse_open_response("so it is 3.14")
+        ));
     }
 
     #[test]
