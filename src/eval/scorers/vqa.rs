@@ -91,16 +91,31 @@ fn has_comma_between_digits(t: &str) -> bool {
 /// most 32 periods not followed by a digit are removed (Python passes `re.UNICODE` as `count`).
 fn process_punctuation(t: &str) -> String {
     let comma = has_comma_between_digits(t);
-    let mut out = t.to_string();
-    for p in PUNCTUATIONS {
-        let touches_space = t.contains(&format!("{p} ")) || t.contains(&format!(" {p}"));
-        out = out.replace(p, if touches_space || comma { "" } else { " " });
+    let chars: Vec<char> = t.chars().collect();
+    // Which punctuation characters touch a space somewhere in the original text (`p + " " in t`
+    // or `" " + p in t`); one pass instead of 42 substring searches.
+    let mut touches = [false; PUNCTUATIONS.len()];
+    for (i, c) in chars.iter().enumerate() {
+        if let Some(k) = PUNCTUATIONS.iter().position(|p| p == c) {
+            let next_space = chars.get(i + 1) == Some(&' ');
+            let prev_space = i > 0 && chars[i - 1] == ' ';
+            touches[k] |= next_space || prev_space;
+        }
     }
-    let chars: Vec<char> = out.chars().collect();
+    // Replacing each punctuation char in turn equals one pass, since the replacements (nothing or
+    // a space) are never punctuation themselves.
+    let mut out: Vec<char> = Vec::with_capacity(chars.len());
+    for c in &chars {
+        match PUNCTUATIONS.iter().position(|p| p == c) {
+            Some(k) if touches[k] || comma => {}
+            Some(_) => out.push(' '),
+            None => out.push(*c),
+        }
+    }
     let mut result = String::with_capacity(out.len());
     let mut removed = 0;
-    for (i, &ch) in chars.iter().enumerate() {
-        let followed_by_digit = chars.get(i + 1).is_some_and(|c| c.is_numeric());
+    for (i, &ch) in out.iter().enumerate() {
+        let followed_by_digit = out.get(i + 1).is_some_and(|c| c.is_numeric());
         if ch == '.' && !followed_by_digit && removed < 32 {
             removed += 1;
             continue;
