@@ -41,8 +41,19 @@ fn score(
     primary: &str,
     cases: Vec<(Sample, Option<&str>)>,
 ) -> ScoreReport {
+    score_version(scorer, None, options, primary, cases)
+}
+
+/// Like [`score`], with a manifest `scorer_version`.
+fn score_version(
+    scorer: &str,
+    version: Option<&str>,
+    options: Value,
+    primary: &str,
+    cases: Vec<(Sample, Option<&str>)>,
+) -> ScoreReport {
     let manifest: BenchmarkManifest = serde_json::from_value(json!({
-        "format": "mmeval-jsonl/1", "task": "t", "count": cases.len(),
+        "format": "mmeval-jsonl/1", "task": "t", "count": cases.len(), "scorer_version": version,
         "generation": {"max_new_tokens": 16}, "scorer": scorer, "scorer_options": options,
         "report": {"primary": primary}
     }))
@@ -373,4 +384,60 @@ fn mmvp_pairs_ai2d_filter_and_sqa() {
         ],
     );
     assert!(close(r.metrics["exact_match"], 0.5));
+}
+
+#[test]
+fn vqav2_classic_modes_normalise_only_when_references_disagree() {
+    let same = json!(vec!["what's"; 10]);
+    let mixed = json!([
+        "two dogs", "2 dogs", "two dogs", "2 dogs", "two dogs", "2 dogs", "two dogs", "2 dogs",
+        "two dogs", "2 dogs"
+    ]);
+    let run = |mode: &str, answers: &Value, pred: &str| {
+        score(
+            "vqa_acc",
+            json!({"normalize": mode}),
+            "exact_match",
+            vec![(sample("q", "x", json!({"answers": answers})), Some(pred))],
+        )
+        .metrics["exact_match"]
+    };
+    // ≤ v0.3.x runs the full EvalAI processor on the prediction ("what 's") and leaves a single
+    // unique reference raw, so they never meet; v0.4 compares the cleaned prediction.
+    assert_eq!(run("classic_v03", &same, "what's"), 0.0);
+    assert_eq!(run("classic_v04", &same, "what's"), 1.0);
+    assert_eq!(run("punct_digit", &same, "what's"), 1.0);
+    // With disagreeing references both sides get punctuation + digits: "two dogs" → "2 dogs".
+    assert_eq!(run("classic_v04", &mixed, "two dogs"), 1.0);
+    assert_eq!(run("classic_v03", &mixed, "Two dogs."), 1.0);
+}
+
+#[test]
+fn realworldqa_classic_uses_the_flexible_extract_filter() {
+    let q = "How many cars?\nA. two cars\nB. three cars\nPlease answer directly with only the letter of the correct option and nothing else.";
+    let s = |id: &str| {
+        let mut x = sample(id, "B", json!({}));
+        x.question = Some(q.into());
+        x
+    };
+    let run = |version: &str| {
+        score_version(
+            "realworldqa",
+            Some(version),
+            json!({}),
+            "exact_match",
+            vec![(s("1"), Some("three cars"))],
+        )
+        .metrics["exact_match"]
+    };
+    assert_eq!(
+        run("head-2026-08"),
+        0.0,
+        "HEAD: 'three cars' is not the letter B"
+    );
+    assert_eq!(
+        run("classic-v0.4"),
+        1.0,
+        "classic: the option text maps to B"
+    );
 }

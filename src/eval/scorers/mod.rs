@@ -12,7 +12,7 @@ mod ocrbench;
 mod vqa;
 mod yesno;
 
-pub use exact::{ai2d_filter, hf_exact_match};
+pub use exact::{ai2d_filter, hf_exact_match, realworldqa_classic_filter};
 pub use letters::{
     cvbench_letter, extract_mcq_answer, mmstar_classic_correct, mmvp_letter, seed_first_char,
     sqa_correct,
@@ -135,7 +135,7 @@ pub fn build(m: &BenchmarkManifest) -> Result<Box<dyn Scorer>> {
         "relaxed_acc" => Box::new(numeric::RelaxedAcc),
         "anls" => Box::new(numeric::Anls),
         "ocrbench_contains" => Box::new(ocrbench::OcrBench { classic }),
-        "realworldqa" => Box::new(exact::RealWorldQa),
+        "realworldqa" => Box::new(exact::RealWorldQa { classic }),
         "mmvp_letter" => Box::new(letters::MmvpLetter),
         "cvbench_letter" => Box::new(letters::CvBenchLetter),
         other => {

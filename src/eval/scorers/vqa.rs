@@ -192,6 +192,12 @@ pub enum VqaNormalize {
     EvalaiFull,
     /// Punctuation + digit/article only (VQAv2 at lmms-eval HEAD).
     PunctDigit,
+    /// VQAv2 ≤ v0.3.x: prediction through the full EvalAI processor; then prediction and
+    /// references get punctuation + digit/article only when the references are not all equal.
+    ClassicV03,
+    /// VQAv2 v0.3.5–v0.4: like `ClassicV03` but the prediction is only whitespace-cleaned first
+    /// (the official VQA script, which assumes the server already normalised it).
+    ClassicV04,
 }
 
 pub(super) struct VqaAcc {
@@ -203,15 +209,42 @@ impl VqaAcc {
         let mode = match option {
             None | Some("evalai_full") => VqaNormalize::EvalaiFull,
             Some("punct_digit") => VqaNormalize::PunctDigit,
-            Some(o) => bail!("vqa_acc: scorer_options.normalize = {o:?}; expected \"evalai_full\" or \"punct_digit\""),
+            Some("classic_v03") => VqaNormalize::ClassicV03,
+            Some("classic_v04") => VqaNormalize::ClassicV04,
+            Some(o) => bail!("vqa_acc: scorer_options.normalize = {o:?}; expected \"evalai_full\", \"punct_digit\", \"classic_v03\" or \"classic_v04\""),
         };
         Ok(VqaAcc { mode })
     }
 
-    fn norm(&self, s: &str) -> String {
+    /// The normalised prediction and references this mode compares.
+    fn normalize(&self, pred: &str, refs: &[&str]) -> (String, Vec<String>) {
+        let clean = |s: &str| s.replace(['\n', '\t'], " ").trim().to_string();
         match self.mode {
-            VqaNormalize::EvalaiFull => evalai_normalize(s),
-            VqaNormalize::PunctDigit => punct_digit_normalize(s),
+            VqaNormalize::EvalaiFull => (
+                evalai_normalize(pred),
+                refs.iter().map(|g| evalai_normalize(g)).collect(),
+            ),
+            VqaNormalize::PunctDigit => (
+                punct_digit_normalize(pred),
+                refs.iter().map(|g| punct_digit_normalize(g)).collect(),
+            ),
+            VqaNormalize::ClassicV03 | VqaNormalize::ClassicV04 => {
+                let mut p = if self.mode == VqaNormalize::ClassicV03 {
+                    evalai_normalize(pred)
+                } else {
+                    clean(pred)
+                };
+                let mut gts: Vec<String> = refs.iter().map(|g| clean(g)).collect();
+                let distinct: std::collections::HashSet<&String> = gts.iter().collect();
+                if distinct.len() > 1 {
+                    gts = gts
+                        .iter()
+                        .map(|g| process_digit_article(&process_punctuation(g)))
+                        .collect();
+                    p = process_digit_article(&process_punctuation(&p));
+                }
+                (p, gts)
+            }
         }
     }
 }
@@ -224,8 +257,7 @@ impl Scorer for VqaAcc {
         &["exact_match"]
     }
     fn score(&self, sample: &Sample, response: &str, _: &mut ScoreContext) -> Result<Scored> {
-        let pred = self.norm(response.trim());
-        let gts: Vec<String> = sample.references().iter().map(|g| self.norm(g)).collect();
+        let (pred, gts) = self.normalize(response.trim(), &sample.references());
         Ok(scored(
             response.trim(),
             "exact_match",
