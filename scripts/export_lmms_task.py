@@ -27,8 +27,10 @@ Honesty note
 ------------
 Written against lmms-eval commit 75571cfe (v0.7.2+, 2026-08-06) by reading its code; it could not be
 run end to end where it was written (no Hugging Face access, lmms-eval not installed). ``--self-test``
-exercises everything after the lmms-eval calls (record mapping, image storage, manifest, checksum)
-on synthetic docs; ``mlvf score`` loads what it writes. Check a fresh export with
+exercises the writer on synthetic docs and drives ``export_task`` itself against stand-ins for
+``lmms_eval.tasks`` and ``datasets`` that mimic the interfaces used here (task config, eval_docs,
+doc_to_text/doc_to_visual, cast_column with ``Image(decode=False)``); ``mlvf score`` loads what it
+writes. The real lmms-eval/HF calls are therefore untested. Check a fresh export with
 ``--limit 20`` and compare ``prompt`` against an lmms-eval ``--log_samples`` ``input`` before trusting it.
 """
 import argparse
@@ -42,9 +44,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import types
 
 FORMAT = "mmeval-jsonl/1"
 SCORER_VERSION = "head-2026-08"
+CLASSIC_VERSION = "classic-v0.4"
+
+# --scorers classic-v0.4: what lmms-eval v0.3.5–v0.4 (most 2024–25 papers) scored with (eval.md §9).
+# Prompts and max_new_tokens still come from the installed lmms-eval; install the matching version.
+CLASSIC_OVERRIDES = {
+    "vqav2_val": ("vqa_acc", {"normalize": "classic_v04"}),
+    "mmstar": ("mmstar_classic", {}),
+    "mmmu_val": ("mmmu", {"open_ended": "head_bug"}),
+}
 
 
 def _letter(i):
@@ -210,8 +222,10 @@ def build_record(task, doc, i, prompt, image_paths, mapper):
     return rec
 
 
-def write_benchmark(out_dir, task, records, max_new_tokens, source, scorer_info, image_stats):
+def write_benchmark(out_dir, task, records, max_new_tokens, source, scorer_info, image_stats, scorer_version=SCORER_VERSION):
     scorer, primary, scale, options, _ = scorer_info
+    if scorer_version == CLASSIC_VERSION and task in CLASSIC_OVERRIDES:
+        scorer, options = CLASSIC_OVERRIDES[task]
     ids = [r["id"] for r in records]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{task}: ids are not unique; fix the id mapping in TASKS")
@@ -224,7 +238,7 @@ def write_benchmark(out_dir, task, records, max_new_tokens, source, scorer_info,
         "prompt_profile": "lmms-eval/default",
         "generation": {"max_new_tokens": int(max_new_tokens), "greedy": True},
         "scorer": scorer,
-        "scorer_version": SCORER_VERSION,
+        "scorer_version": scorer_version,
         "scorer_options": options,
         "aggregates": [{"name": primary, "fn": "scorer"}],
         "report": {"primary": primary, "scale": scale},
@@ -262,7 +276,7 @@ def _original_bytes(raw_row, columns):
     return out
 
 
-def export_task(task_name, out_dir, limit=None):
+def export_task(task_name, out_dir, limit=None, scorer_version=SCORER_VERSION):
     from lmms_eval.tasks import TaskManager, get_task_dict  # noqa: lmms-eval must be installed
     import datasets
 
@@ -310,7 +324,8 @@ def export_task(task_name, out_dir, limit=None):
         "limit": limit,
     }
     write_benchmark(tmp, task_name, records, max_new_tokens, source, TASKS[task_name],
-                    {"original": store.kept_original, "png_reencoded": store.reencoded})
+                    {"original": store.kept_original, "png_reencoded": store.reencoded}, scorer_version)
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private
     if os.path.exists(out_dir):
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
@@ -363,6 +378,84 @@ def self_test(out_dir):
                         {"original": store.kept_original, "png_reencoded": store.reencoded})
         assert store.kept_original == len(docs) and store.reencoded == 0, "original JPEG bytes should be kept"
         print(f"self-test: wrote {bench}")
+    _self_test_export_task(out_dir, jpeg_bytes)
+
+
+def _self_test_export_task(out_dir, jpeg_bytes):
+    """Run export_task end to end against stand-ins for lmms_eval and datasets (same interfaces
+    as lmms-eval 75571cfe / HF datasets use here), then restore the real modules."""
+    from PIL import Image
+
+    class FakeImage:
+        def __init__(self, decode=True):
+            self.decode = decode
+
+    class FakeSequence:
+        def __init__(self, feature):
+            self.feature = feature
+
+    class FakeDataset:
+        def __init__(self, rows, decoded):
+            self.rows, self.decoded = rows, decoded
+            self.features = {"image": FakeImage(decoded), "question": None}
+
+        def cast_column(self, col, feature):
+            return FakeDataset(self.rows, feature.decode)
+
+        def __getitem__(self, i):
+            row = dict(self.rows[i])
+            row["image"] = Image.open(io.BytesIO(row["image"])) if self.decoded else {"bytes": row["image"], "path": None}
+            return row
+
+    rows = [{"question_id": 100 + i, "question": q, "answer": a, "category": "adversarial", "image": jpeg_bytes}
+            for i, (q, a) in enumerate([("Is there a car?", "yes"), ("Is there a bus?", "no"), ("Is there a car? ", "yes")])]
+    suffix = "\nAnswer the question using a single word or phrase."
+
+    class FakeConfig:
+        dataset_path, dataset_name, test_split, validation_split = "lmms-lab-encoder/POPE", "Full", "adversarial", None
+        generation_kwargs = {"max_new_tokens": 128, "do_sample": False}
+
+    class FakeTask:
+        config = FakeConfig()
+        dataset = {"adversarial": FakeDataset(rows, True)}
+        eval_docs = [FakeDataset(rows, True)[i] for i in range(len(rows))]
+
+        def has_test_docs(self):
+            return True
+
+        def doc_to_text(self, doc):
+            return doc["question"].strip() + suffix
+
+        def doc_to_visual(self, doc):
+            return [doc["image"].convert("RGB")]
+
+    fake_tasks = types.ModuleType("lmms_eval.tasks")
+    fake_tasks.TaskManager = lambda model_name=None: None
+    fake_tasks.get_task_dict = lambda names, tm: {names[0]: FakeTask()}
+    fake_lmms = types.ModuleType("lmms_eval")
+    fake_lmms.__version__, fake_lmms.__file__, fake_lmms.tasks = "fake", os.path.abspath(__file__), fake_tasks
+    fake_datasets = types.ModuleType("datasets")
+    fake_datasets.Image, fake_datasets.Sequence = FakeImage, FakeSequence
+    saved = {k: sys.modules.get(k) for k in ("lmms_eval", "lmms_eval.tasks", "datasets")}
+    sys.modules.update({"lmms_eval": fake_lmms, "lmms_eval.tasks": fake_tasks, "datasets": fake_datasets})
+    try:
+        dest = os.path.join(out_dir, "pope_adv_export")
+        export_task("pope_adv", dest, limit=None)
+        with open(os.path.join(dest, "manifest.json")) as f:
+            manifest = json.load(f)
+        assert manifest["count"] == 3 and manifest["generation"]["max_new_tokens"] == 128, manifest
+        assert manifest["images"] == {"original": 3, "png_reencoded": 0}, manifest["images"]
+        with open(os.path.join(dest, "data.jsonl")) as f:
+            recs = [json.loads(line) for line in f]
+        assert recs[2]["prompt"] == "Is there a car?" + suffix and recs[1]["answer"] == "no" and recs[0]["subset"] == "adversarial"
+        assert len(os.listdir(os.path.join(dest, "images"))) == 1, "one image stored once"
+        print(f"self-test: export_task wrote {dest}")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
 
 
 def main():
@@ -370,12 +463,14 @@ def main():
     ap.add_argument("--task", help="lmms-eval task name (" + ", ".join(sorted(TASKS)) + ")")
     ap.add_argument("--out", required=True, help="output benchmark directory (replaced atomically)")
     ap.add_argument("--limit", type=int, default=None, help="export only the first N docs (smoke tests)")
+    ap.add_argument("--scorers", choices=[SCORER_VERSION, CLASSIC_VERSION], default=SCORER_VERSION,
+                    help="scorer behaviour to record: lmms-eval HEAD (default) or classic v0.4 (eval.md §9)")
     ap.add_argument("--self-test", action="store_true", help="write synthetic benchmarks without lmms-eval/HF")
     args = ap.parse_args()
     if args.self_test:
         self_test(args.out)
     elif args.task:
-        export_task(args.task, args.out, args.limit)
+        export_task(args.task, args.out, args.limit, args.scorers)
     else:
         ap.error("give --task or --self-test")
 

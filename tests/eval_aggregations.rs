@@ -441,3 +441,24 @@ fn realworldqa_classic_uses_the_flexible_extract_filter() {
         "classic: the option text maps to B"
     );
 }
+
+#[test]
+fn scienceqa_b_dot_rule_arrived_in_v035() {
+    let run = |version: &str| {
+        score_version(
+            "sqa_letter",
+            Some(version),
+            json!({}),
+            "exact_match",
+            vec![(sample("1", "B", json!({})), Some("B. b"))],
+        )
+        .metrics["exact_match"]
+    };
+    assert_eq!(run("head-2026-08"), 1.0);
+    assert_eq!(
+        run("classic-v0.4"),
+        1.0,
+        "v0.4 already had the fix (8ada8050, v0.3.5)"
+    );
+    assert_eq!(run("classic-v0.3"), 0.0);
+}

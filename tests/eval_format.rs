@@ -251,3 +251,11 @@ fn numeric_ids_and_groups_become_text() {
     assert_eq!(b.samples[0].id, "201307251");
     assert_eq!(b.samples[0].group.as_deref(), Some("7"));
 }
+
+#[test]
+fn unknown_scorer_version_is_rejected() {
+    let (_t, dir) = scratch("gqa_mini");
+    edit_manifest(&dir, |m| m["scorer_version"] = Value::from("classic-v9"));
+    let e = load_err(&dir);
+    assert!(e.contains("scorer_version") && e.contains("classic-v0.4"), "{e}");
+}

@@ -177,4 +177,8 @@ fn exporter_self_test_output_scores() {
     assert_eq!(v["metrics"]["mme_perception_score"], 200.0);
     let v = score_json(&tmp.path().join("mmbench_en_dev_static"), &preds, &[]);
     assert_eq!(v["n"], 2);
+    // export_task driven through lmms-eval/datasets stand-ins: 3 POPE docs, gt yes/no/yes.
+    let v = score_json(&tmp.path().join("pope_adv_export"), &preds, &[]);
+    assert_eq!((v["n"].as_u64(), v["missing"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(v["metrics"]["pope_recall"], 1.0);
 }

@@ -161,8 +161,8 @@ pub fn seed_first_char(pred: &str) -> String {
         .unwrap_or_default()
 }
 
-/// ScienceQA (HEAD): exact letter, or an uppercase letter followed by `.` (`"B. b"`).
-/// `classic` keeps only the exact (case-insensitive) letter.
+/// ScienceQA (v0.3.5 and later): exact letter, or an uppercase letter followed by `.` (`"B. b"`).
+/// `classic` (≤ v0.3.4) keeps only the exact (case-insensitive) letter.
 pub fn sqa_correct(pred: &str, target: &str, classic: bool) -> bool {
     let p = pred.trim();
     if p.to_lowercase() == target.to_lowercase() {

@@ -107,13 +107,17 @@ pub trait Scorer: Send + Sync {
 
 /// Build the scorer a manifest names, honouring `scorer_version` and `scorer_options`.
 pub fn build(m: &BenchmarkManifest) -> Result<Box<dyn Scorer>> {
-    let classic = match m.scorer_version.as_deref() {
-        None => false,
-        Some(v) if v.starts_with("head") => false,
-        Some(v) if v.starts_with("classic") => true,
-        Some(v) => {
-            bail!("unknown scorer_version {v:?}; expected \"head-2026-08\" or \"classic-v0.4\"")
-        }
+    // `scorer_version` picks between lmms-eval behaviours that changed over time (eval.md §9):
+    // `head-…` (default), `classic-v0.4` (v0.3.5–v0.4) and `classic-v0.3` (≤ v0.3.4, where
+    // ScienceQA still lowercased the prediction before its `B.` rule).
+    let (classic, pre_v035) = match m.scorer_version.as_deref() {
+        None => (false, false),
+        Some(v) if v.starts_with("head") => (false, false),
+        Some("classic-v0.4") => (true, false),
+        Some("classic-v0.3") => (true, true),
+        Some(v) => bail!(
+            "unknown scorer_version {v:?}; expected \"head-2026-08\", \"classic-v0.4\" or \"classic-v0.3\""
+        ),
     };
     let opt = |key: &str| m.scorer_options.get(key).and_then(Value::as_str);
     Ok(match m.scorer.as_str() {
@@ -123,7 +127,7 @@ pub fn build(m: &BenchmarkManifest) -> Result<Box<dyn Scorer>> {
         "pope_exact" => Box::new(yesno::PopeExact),
         "mmbench_circular" => Box::new(mmbench::MmbenchCircular),
         "seed_first_char" => Box::new(letters::SeedFirstChar),
-        "sqa_letter" => Box::new(letters::SqaLetter { classic }),
+        "sqa_letter" => Box::new(letters::SqaLetter { classic: pre_v035 }),
         "mcq_extract" => Box::new(letters::McqExtract {
             classic_rules: false,
         }),
