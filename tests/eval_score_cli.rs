@@ -182,3 +182,45 @@ fn exporter_self_test_output_scores() {
     assert_eq!((v["n"].as_u64(), v["missing"].as_u64()), (Some(2), Some(1)));
     assert_eq!(v["metrics"]["pope_recall"], 1.0);
 }
+
+#[test]
+fn scores_an_mlvf_cache_and_overrides_the_scorer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("predictions.jsonl");
+    // Our cache format: a header (its data hash does not match: a warning, not an error, here),
+    // then one record per answer; the last one was cut off by a kill and is ignored.
+    std::fs::write(
+        &p,
+        "{\"mlvf_predictions\": 1, \"task\": \"gqa_mini\", \"data_blake3\": \"x\", \"template\": \"vicuna_v1\"}\n\
+         {\"doc_id\": 0, \"id\": \"g1\", \"response\": \"No\"}\n\
+         {\"doc_id\": 1, \"id\": \"g2\", \"response\": \"Red!\"}\n\
+         {\"doc_id\": 2, \"id\": \"g3\", \"resp",
+    )
+    .unwrap();
+    let v = score_json(&fixture("gqa_mini"), &p, &[]);
+    assert_eq!((v["n"].as_u64(), v["missing"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(v["metrics"]["exact_match"], 1.0);
+    let v = score_json(&fixture("gqa_mini"), &p, &["--scorer", "realworldqa"]);
+    assert_eq!(v["scorer"], "realworldqa");
+    assert_eq!(
+        v["metrics"]["exact_match"], 0.5,
+        "\"Red!\" is wrong under RealWorldQA's rule"
+    );
+    let v = score_json(&fixture("gqa_mini"), &p, &["--scorer", "anls"]);
+    assert_eq!(
+        v["primary"]["metric"], "anls",
+        "the primary falls back to the new scorer's metric"
+    );
+    assert_eq!(v["primary"]["value"], 0.875, "\"No\" 1.0, \"Red!\" 1 - 1/4");
+    // A scorer whose fields the data lacks fails with the sample named.
+    let out = Command::cargo_bin("mlvf")
+        .unwrap()
+        .args(["score", "--scorer", "mme_yesno", "--benchmark"])
+        .arg(fixture("gqa_mini"))
+        .arg("--predictions")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sample \"g1\""));
+}

@@ -39,11 +39,34 @@ pub struct ScoreArgs {
     /// Also write a results JSON in lmms-eval's shape.
     #[arg(long, value_name = "FILE.json")]
     pub results_out: Option<PathBuf>,
+    /// Score with this scorer instead of the manifest's (e.g. compare rules on the same answers).
+    #[arg(long, value_name = "NAME")]
+    pub scorer: Option<String>,
+    /// Override the manifest's scorer_version (head-2026-08, classic-v0.4, classic-v0.3).
+    #[arg(long, value_name = "VERSION")]
+    pub scorer_version: Option<String>,
 }
 
 pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     let user = |e: anyhow::Error| anyhow::Error::new(UserError(format!("{e:#}")));
-    let bench = Benchmark::load(&args.benchmark).map_err(user)?;
+    let mut bench = Benchmark::load(&args.benchmark).map_err(user)?;
+    if args.scorer.is_some() || args.scorer_version.is_some() {
+        let m = &mut bench.manifest;
+        if let Some(s) = &args.scorer {
+            m.scorer = s.clone();
+        }
+        if let Some(v) = &args.scorer_version {
+            m.scorer_version = Some(v.clone());
+        }
+        let scorer = bench.scorer().map_err(user)?;
+        // A different scorer may not have the manifest's primary metric: take its first one.
+        if !scorer
+            .metric_names()
+            .contains(&bench.manifest.report.primary.as_str())
+        {
+            bench.manifest.report.primary = scorer.metric_names()[0].to_string();
+        }
+    }
     if !args.predictions.is_file() {
         return Err(UserError(format!(
             "predictions file {} does not exist",
