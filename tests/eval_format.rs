@@ -257,5 +257,8 @@ fn unknown_scorer_version_is_rejected() {
     let (_t, dir) = scratch("gqa_mini");
     edit_manifest(&dir, |m| m["scorer_version"] = Value::from("classic-v9"));
     let e = load_err(&dir);
-    assert!(e.contains("scorer_version") && e.contains("classic-v0.4"), "{e}");
+    assert!(
+        e.contains("scorer_version") && e.contains("classic-v0.4"),
+        "{e}"
+    );
 }

@@ -271,9 +271,35 @@ pub fn load_rgb(path: &Path) -> Result<DynamicImage> {
                 path.display()
             )
         })?;
-    // to_rgb8 drops alpha without blending and replicates luma, which is what PIL's RGB
-    // conversion does for RGBA, LA, L and (already expanded by the decoder) palette images.
-    Ok(DynamicImage::ImageRgb8(img.to_rgb8()))
+    Ok(DynamicImage::ImageRgb8(to_rgb8_like_pil(img)))
+}
+
+/// PIL `.convert("RGB")` semantics for every layout the PNG/JPEG decoders produce.
+fn to_rgb8_like_pil(img: DynamicImage) -> image::RgbImage {
+    use image::{ImageBuffer, Rgb};
+    let (w, h) = (img.width(), img.height());
+    let gray = |v: u8| Rgb([v, v, v]);
+    match img {
+        // PIL opens 16-bit grayscale as mode "I;16" and clamps to 255 when converting to RGB.
+        DynamicImage::ImageLuma16(b) => {
+            ImageBuffer::from_fn(w, h, |x, y| gray(b.get_pixel(x, y)[0].min(255) as u8))
+        }
+        // 16-bit LA/RGB/RGBA open as 8-bit modes holding the high byte of each sample.
+        DynamicImage::ImageLumaA16(b) => {
+            ImageBuffer::from_fn(w, h, |x, y| gray((b.get_pixel(x, y)[0] >> 8) as u8))
+        }
+        DynamicImage::ImageRgb16(b) => ImageBuffer::from_fn(w, h, |x, y| {
+            let p = b.get_pixel(x, y);
+            Rgb([(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8])
+        }),
+        DynamicImage::ImageRgba16(b) => ImageBuffer::from_fn(w, h, |x, y| {
+            let p = b.get_pixel(x, y);
+            Rgb([(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8])
+        }),
+        // 8-bit: to_rgb8 drops alpha without blending and replicates luma, as PIL does for RGBA,
+        // LA and L (palette images arrive already expanded by the decoder).
+        other => other.to_rgb8(),
+    }
 }
 
 fn validate_manifest(m: &BenchmarkManifest, path: &Path) -> Result<()> {
