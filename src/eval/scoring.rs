@@ -65,7 +65,7 @@ pub fn score_benchmark(bench: &Benchmark, preds: &PredictionSet) -> Result<Score
         }
         let scored = scorer.score(s, &p.response, &mut ctx).with_context(|| {
             format!(
-                "scoring sample {:?} (line {}) of {}",
+                "scoring sample {:?} (record {} of data.jsonl) of {}",
                 s.id,
                 s.index + 1,
                 bench.manifest.task
