@@ -345,6 +345,10 @@ fn evaluate_writes_cache_samples_and_results() {
         4
     );
     assert!(out.join("predictions.jsonl").is_file());
+    let metrics: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["primary"]["value"], 0.75);
+    assert_eq!(metrics["primary"]["scale"], 100.0);
 }
 
 #[test]

@@ -93,17 +93,8 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     }
     match args.format {
         ScoreFormat::Json => {
-            let out = json!({
-                "task": report.task,
-                "scorer": report.scorer,
-                "metrics": report.metrics,
-                "primary": {"metric": report.primary, "value": report.primary_value,
-                            "scale": bench.manifest.report.scale},
-                "n": report.n,
-                "missing": report.missing,
-                "incomplete_groups": report.incomplete_groups,
-                "unmatched": preds.unmatched,
-            });
+            let mut out = report.summary_json(bench.manifest.report.scale);
+            out["unmatched"] = json!(preds.unmatched);
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         ScoreFormat::Text => {

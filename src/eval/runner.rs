@@ -4,7 +4,7 @@
 //! at the next unanswered sample. Scoring is separate ([`crate::eval::scoring`]).
 
 use crate::eval::format::Benchmark;
-use crate::eval::output::{write_results_json, write_samples_jsonl, RunInfo};
+use crate::eval::output::{write_atomic, write_results_json, write_samples_jsonl, RunInfo};
 use crate::eval::predictions::{cache_header, load_predictions};
 use crate::eval::prompt::{build_prompt, ConversationTemplate};
 use crate::eval::scoring::{score_benchmark, ScoreReport};
@@ -164,6 +164,8 @@ pub fn run_benchmark(
 pub const PREDICTIONS_FILE: &str = "predictions.jsonl";
 /// lmms-eval-shaped results (`results[task]["<metric>,<filter>"]`).
 pub const RESULTS_FILE: &str = "results.json";
+/// The flat summary ([`ScoreReport::summary_json`]), same object as `mlvf score` prints.
+pub const METRICS_FILE: &str = "metrics.json";
 
 /// The samples-log file name for a task (`samples_<task>.jsonl`, like lmms-eval).
 pub fn samples_file(task: &str) -> String {
@@ -171,7 +173,7 @@ pub fn samples_file(task: &str) -> String {
 }
 
 /// Generate (resumably) and score in one call: `out_dir/predictions.jsonl` (the cache),
-/// `out_dir/samples_<task>.jsonl` and `out_dir/results.json`. A rerun after an interruption
+/// `out_dir/samples_<task>.jsonl`, `out_dir/results.json` and `out_dir/metrics.json`. A rerun after an interruption
 /// generates only what is missing; scoring always runs from the cache.
 pub fn evaluate(
     generator: &mut dyn Generator,
@@ -190,5 +192,8 @@ pub fn evaluate(
         &report,
     )?;
     write_results_json(&out_dir.join(RESULTS_FILE), bench, &report, info)?;
+    let metrics =
+        serde_json::to_string_pretty(&report.summary_json(bench.manifest.report.scale))? + "\n";
+    write_atomic(&out_dir.join(METRICS_FILE), metrics.as_bytes())?;
     Ok((summary, report))
 }

@@ -96,6 +96,21 @@ pub fn score_benchmark(bench: &Benchmark, preds: &PredictionSet) -> Result<Score
 }
 
 impl ScoreReport {
+    /// The summary `mlvf score` prints and the eval stage stores as `metrics.json`:
+    /// `{"task", "scorer", "metrics", "primary": {"metric", "value", "scale"}, "n", "missing",
+    /// "incomplete_groups"}`.
+    pub fn summary_json(&self, scale: f64) -> serde_json::Value {
+        serde_json::json!({
+            "task": self.task,
+            "scorer": self.scorer,
+            "metrics": self.metrics,
+            "primary": {"metric": self.primary, "value": self.primary_value, "scale": scale},
+            "n": self.n,
+            "missing": self.missing,
+            "incomplete_groups": self.incomplete_groups,
+        })
+    }
+
     /// Metrics as `"<metric>,<filter>"` keys, like lmms-eval's `results[task]`.
     pub fn keyed_metrics(&self) -> BTreeMap<String, f64> {
         self.metrics
