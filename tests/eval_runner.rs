@@ -178,6 +178,22 @@ fn a_line_cut_by_a_kill_is_ignored_and_regenerated() {
 }
 
 #[test]
+fn a_header_cut_by_a_kill_is_rewritten() {
+    let (_t, dir) = scratch("gqa_mini");
+    let bench = Benchmark::load(&dir).unwrap();
+    let preds = dir.join("predictions.jsonl");
+    let header = mlvf::eval::predictions::cache_header(&bench, "vicuna_v1").to_string();
+    std::fs::write(&preds, &header).unwrap(); // no newline: the kill came before it
+    let mut gen = FakeGen::new(GQA_ANSWERS);
+    let s = run_benchmark(&mut gen, &bench, &preds, &RunOptions::default()).unwrap();
+    assert_eq!(s.generated, 4);
+    let set = load_predictions(&preds, &bench, true).unwrap();
+    assert!(set.header.is_some());
+    assert_eq!(set.by_index.len(), 4);
+    assert_eq!(std::fs::read_to_string(&preds).unwrap().lines().count(), 5);
+}
+
+#[test]
 fn a_broken_line_in_the_middle_is_an_error_not_a_result() {
     let (_t, dir) = scratch("gqa_mini");
     let bench = Benchmark::load(&dir).unwrap();

@@ -126,9 +126,10 @@ pub fn load_predictions(
             }
             bail!("{}: not a JSON object; fix or delete this line (predictions are one JSON object per line)", where_());
         };
-        if !complete && value.get("response").is_some() {
-            // Our writer ends every record with a newline in the same write; without it the
-            // record was cut short. Drop it so the sample is generated again.
+        if !complete && (value.get("response").is_some() || value.get("mlvf_predictions").is_some())
+        {
+            // Our writer ends every line with a newline in the same write; without it the
+            // line was cut short. Drop it (a cut header is rewritten, a cut answer regenerated).
             set.dropped_partial_line = true;
             break;
         }

@@ -110,7 +110,8 @@ pub fn run_benchmark(
     file.set_len(existing.valid_len)?;
     file.seek(SeekFrom::End(0))?;
     if existing.header.is_none() {
-        writeln!(file, "{}", cache_header(bench, template_name(template)))?;
+        let header = format!("{}\n", cache_header(bench, template_name(template)));
+        file.write_all(header.as_bytes())?;
         file.sync_data()?;
     }
 
