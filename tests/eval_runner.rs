@@ -177,6 +177,50 @@ fn a_line_cut_by_a_kill_is_ignored_and_regenerated() {
     assert_eq!(text.lines().count(), 5, "header + 4 answers");
 }
 
+/// Locks the cache from inside `generate`, like a second process would find it.
+struct Probe {
+    path: PathBuf,
+    seen_locked: Option<bool>,
+}
+
+impl Generator for Probe {
+    fn generate(&mut self, _: &[DynamicImage], _: &str, _: usize) -> anyhow::Result<String> {
+        if self.seen_locked.is_none() {
+            let f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .unwrap();
+            self.seen_locked = Some(!fs4::fs_std::FileExt::try_lock_exclusive(&f).unwrap());
+        }
+        Ok("no".into())
+    }
+}
+
+#[test]
+fn the_cache_is_locked_while_generating() {
+    let (_t, dir) = scratch("gqa_mini");
+    let bench = Benchmark::load(&dir).unwrap();
+    let preds = dir.join("predictions.jsonl");
+    let mut probe = Probe {
+        path: preds.clone(),
+        seen_locked: None,
+    };
+    run_benchmark(&mut probe, &bench, &preds, &RunOptions::default()).unwrap();
+    assert_eq!(
+        probe.seen_locked,
+        Some(true),
+        "another handle cannot take the lock during a run"
+    );
+    // Released afterwards: a rerun works.
+    run_benchmark(
+        &mut FakeGen::new(GQA_ANSWERS),
+        &bench,
+        &preds,
+        &RunOptions::default(),
+    )
+    .unwrap();
+}
+
 #[test]
 fn a_header_cut_by_a_kill_is_rewritten() {
     let (_t, dir) = scratch("gqa_mini");

@@ -106,6 +106,14 @@ pub fn run_benchmark(
         .write(true)
         .open(predictions_path)
         .with_context(|| format!("cannot open {}", predictions_path.display()))?;
+    // One writer per cache: a second process appending would interleave records.
+    if !fs4::fs_std::FileExt::try_lock_exclusive(&file)? {
+        bail!(
+            "{} is being written by another process (an eval of the same benchmark is running); \
+             wait for it or use another predictions file",
+            predictions_path.display()
+        );
+    }
     // Cut a partial last line away before appending, so it cannot glue onto the next record.
     file.set_len(existing.valid_len)?;
     file.seek(SeekFrom::End(0))?;
