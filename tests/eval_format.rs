@@ -262,3 +262,53 @@ fn unknown_scorer_version_is_rejected() {
         "{e}"
     );
 }
+
+#[test]
+fn benchmark_writer_round_trips_through_the_loader() {
+    use mlvf::eval::format::{BenchmarkManifest, BenchmarkWriter, Sample};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("synth_pope");
+    let manifest: BenchmarkManifest = serde_json::from_value(serde_json::json!({
+        "format": "mmeval-jsonl/1", "task": "synth_pope", "count": 0,
+        "generation": {"max_new_tokens": 8}, "scorer": "pope_exact", "report": {"primary": "pope_f1_score", "scale": 100}
+    }))
+    .unwrap();
+    let mut w = BenchmarkWriter::new(&dir, manifest).unwrap();
+    let img =
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(5, 4, image::Rgb([9, 99, 199])));
+    let path = w.add_image(&img).unwrap();
+    assert_eq!(
+        w.add_image(&img).unwrap(),
+        path,
+        "same pixels, same stored file"
+    );
+    for (i, answer) in ["yes", "no"].iter().enumerate() {
+        w.push(&Sample {
+            index: 0,
+            id: format!("s{i}"),
+            images: vec![path.clone()],
+            prompt: format!(
+                "Is there a thing {i}?\nAnswer the question using a single word or phrase."
+            ),
+            answer: answer.to_string(),
+            answers: None,
+            question: None,
+            options: None,
+            group: None,
+            category: None,
+            subcategory: None,
+            subset: Some("random".into()),
+            qtype: None,
+            meta: serde_json::Map::new(),
+        })
+        .unwrap();
+    }
+    let bench = w.finish().unwrap();
+    assert_eq!((bench.manifest.count, bench.samples.len()), (2, 2));
+    assert!(bench.manifest.sha256_data.is_some());
+    let back = bench.load_images(&bench.samples[1]).unwrap();
+    assert_eq!(back[0].to_rgb8(), img.to_rgb8());
+    assert_eq!(std::fs::read_dir(dir.join("images")).unwrap().count(), 1);
+    // Nothing is left behind next to it.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+}

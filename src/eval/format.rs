@@ -471,3 +471,106 @@ fn opt_string_list(
         Some(other) => bail!("{where_}: field `{field}`: expected a list of strings or null, found {}", kind(other)),
     }
 }
+
+/// Writes a benchmark directory in this format (for generators such as the synthetic world):
+/// images stored once under `images/<sha256[:16]>.<ext>`, `data.jsonl`, and a manifest whose
+/// `count` and `sha256_data` are filled in. Everything is written into a temporary sibling
+/// directory and renamed into place by [`BenchmarkWriter::finish`], which then loads and validates
+/// the result, so a half-written benchmark never exists under the final name.
+pub struct BenchmarkWriter {
+    final_dir: PathBuf,
+    tmp: tempfile::TempDir,
+    manifest: BenchmarkManifest,
+    data: String,
+    ids: HashSet<String>,
+}
+
+impl BenchmarkWriter {
+    /// Start a benchmark that will live at `dir` (replaced if it exists).
+    pub fn new(dir: &Path, manifest: BenchmarkManifest) -> Result<Self> {
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".benchmark-")
+            .tempdir_in(parent)
+            .with_context(|| {
+                format!(
+                    "cannot create a temporary directory in {}",
+                    parent.display()
+                )
+            })?;
+        std::fs::create_dir_all(tmp.path().join("images"))?;
+        Ok(BenchmarkWriter {
+            final_dir: dir.to_path_buf(),
+            tmp,
+            manifest,
+            data: String::new(),
+            ids: HashSet::new(),
+        })
+    }
+
+    /// Store encoded image bytes (PNG or JPEG) once; returns the path to put in `Sample::images`.
+    pub fn add_image_bytes(&mut self, bytes: &[u8], ext: &str) -> Result<String> {
+        if !matches!(ext, "png" | "jpg" | "jpeg") {
+            bail!("image extension {ext:?}: the loader reads png and jpg/jpeg");
+        }
+        let name = format!("images/{}.{ext}", &sha256::hex_digest(bytes)[..16]);
+        let path = self.tmp.path().join(&name);
+        if !path.exists() {
+            std::fs::write(&path, bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(name)
+    }
+
+    /// Store an image as PNG (lossless, so it loads back to the same RGB pixels).
+    pub fn add_image(&mut self, img: &DynamicImage) -> Result<String> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut buf, image::ImageFormat::Png)
+            .context("cannot encode PNG")?;
+        self.add_image_bytes(&buf.into_inner(), "png")
+    }
+
+    /// Append one sample (its `index` is ignored; file order is the order of `push`).
+    pub fn push(&mut self, sample: &Sample) -> Result<()> {
+        if !self.ids.insert(sample.id.clone()) {
+            bail!("duplicate sample id {:?}", sample.id);
+        }
+        self.data.push_str(&serde_json::to_string(sample)?);
+        self.data.push('\n');
+        Ok(())
+    }
+
+    /// Write data.jsonl and manifest.json, move the directory into place, and load it back.
+    pub fn finish(mut self) -> Result<Benchmark> {
+        self.manifest.format = FORMAT_ID.to_string();
+        self.manifest.count = self.ids.len();
+        self.manifest.sha256_data = Some(sha256::hex_digest(self.data.as_bytes()));
+        std::fs::write(self.tmp.path().join("data.jsonl"), &self.data)?;
+        let manifest = serde_json::to_string_pretty(&self.manifest)? + "\n";
+        std::fs::write(self.tmp.path().join("manifest.json"), manifest)?;
+        let tmp = self.tmp.keep();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Temporary directories are private; a benchmark is meant to be shared.
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        }
+        if self.final_dir.exists() {
+            std::fs::remove_dir_all(&self.final_dir)
+                .with_context(|| format!("cannot replace {}", self.final_dir.display()))?;
+        }
+        std::fs::rename(&tmp, &self.final_dir).with_context(|| {
+            format!(
+                "cannot move {} to {}",
+                tmp.display(),
+                self.final_dir.display()
+            )
+        })?;
+        Benchmark::load(&self.final_dir)
+    }
+}

@@ -22,7 +22,7 @@ pub mod scoring;
 pub mod sha256;
 pub mod text;
 
-pub use format::{Benchmark, BenchmarkManifest, Sample};
+pub use format::{Benchmark, BenchmarkManifest, BenchmarkWriter, Sample};
 pub use output::RunInfo;
 pub use predictions::{load_predictions, Prediction, PredictionSet};
 pub use prompt::ConversationTemplate;
