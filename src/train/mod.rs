@@ -1,1 +1,3 @@
 //! Training: LLaVA data and templates, optimiser and schedule, the loop, checkpoints.
+
+pub mod data;
