@@ -1,0 +1,13 @@
+//! The Slurm executor: submits a sweep's missing tasks as job arrays (one per stage and
+//! resource class, chained by `afterok`/`aftercorr`), records the job ids, and reconciles later
+//! controllers, `mlvf status` included, with what Slurm and the store say.
+//!
+//! The same worker runs every task (`mlvf task run --store S KEY`), so a Slurm job and a local
+//! worker publish identically; the controller stays the only writer of the database.
+
+pub mod arrays;
+pub mod config;
+pub mod queue;
+pub mod script;
+
+pub use config::{ExecutorKind, Resources, SlurmConfig};
