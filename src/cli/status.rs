@@ -92,6 +92,18 @@ fn plans(args: &StatusArgs) -> anyhow::Result<(PathBuf, Vec<Plan>)> {
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let (root, plans) = plans(&args)?;
+    // Slurm submissions: learn from squeue/scontrol/sacct what is queued or running, and
+    // ingest what jobs published (before reading the database).
+    let mut in_slurm = HashMap::new();
+    for plan in &plans {
+        match crate::exec::slurm::live_tasks(plan) {
+            Ok(live) => in_slurm.extend(live),
+            Err(e) => eprintln!(
+                "mlvf: could not ask Slurm about sweep {}: {e:#}",
+                plan.sweep
+            ),
+        }
+    }
     let rows: HashMap<TaskKey, TaskRow> = match Db::open_read(&root) {
         Ok(db) => db.task_rows()?,
         Err(_) => HashMap::new(),
@@ -102,7 +114,11 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let mut failed = Vec::new();
         for t in &plan.tasks {
             let row = rows.get(&t.key);
-            let st = task_status(&root, t.stage, &t.key, row);
+            let st = match task_status(&root, t.stage, &t.key, row) {
+                TaskStatus::Done => TaskStatus::Done,
+                _ if in_slurm.contains_key(&t.key) => TaskStatus::Running,
+                st => st,
+            };
             counts.entry(t.stage).or_default()[st as usize] += 1;
             all_done &= st == TaskStatus::Done;
             if st == TaskStatus::Failed {
@@ -146,6 +162,17 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 println!("    | {line}");
             }
         }
+    }
+    if !in_slurm.is_empty() {
+        let queued = in_slurm
+            .values()
+            .filter(|s| matches!(s, crate::exec::slurm::JobState::Pending { .. }))
+            .count();
+        println!(
+            "  slurm: {} task(s) queued, {} running (counted as running above)",
+            queued,
+            in_slurm.len() - queued
+        );
     }
     let _ = all_done;
     Ok(ExitCode::SUCCESS)

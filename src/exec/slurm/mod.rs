@@ -7,7 +7,12 @@
 
 pub mod arrays;
 pub mod config;
+pub mod controller;
+pub mod jobs;
+pub mod preempt;
 pub mod queue;
 pub mod script;
 
 pub use config::{ExecutorKind, Resources, SlurmConfig};
+pub use controller::{live_tasks, reconcile, run_slurm, SlurmOptions, SlurmSummary, TaskView};
+pub use queue::JobState;

@@ -95,7 +95,11 @@ while kill -0 "$worker" 2>/dev/null; do wait "$worker"; done
 wait "$worker"; rc=$?
 if [ "$rc" -ne 0 ] && [ "$preempted" = 1 ]; then
     echo "mlvf: requeueing job $SLURM_JOB_ID; the next run resumes from the checkpoint" >>"$LOG"
-    scontrol requeue "$SLURM_JOB_ID" && exit 0
+    # A requeued job waits ~2 minutes (BeginTime) unless told otherwise.
+    if scontrol requeue "$SLURM_JOB_ID"; then
+        scontrol update JobId="$SLURM_JOB_ID" StartTime=now 2>/dev/null
+        exit 0
+    fi
 fi
 exit "$rc"
 "#,
