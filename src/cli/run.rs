@@ -90,6 +90,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
+    crate::exec::slurm::refuse_if_in_slurm(&plan)?;
     let mut opts = RunOptions::new()?;
     opts.jobs = args.jobs;
     opts.retries = args.retries;

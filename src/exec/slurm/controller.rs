@@ -669,3 +669,47 @@ pub fn live_tasks(plan: &Plan) -> anyhow::Result<HashMap<TaskKey, JobState>> {
         })
         .collect())
 }
+
+/// For the local executor: refuses to run a sweep some of whose tasks are queued or running
+/// in Slurm (they would run twice). Asks Slurm only if this store has submissions; if Slurm
+/// cannot be asked (the store moved to a machine without it), warns and lets the run go on.
+pub fn refuse_if_in_slurm(plan: &Plan) -> anyhow::Result<()> {
+    let root = plan.store.as_path();
+    let records = jobs::latest(root)?;
+    let mut arrays: Vec<String> = plan
+        .tasks
+        .iter()
+        .filter_map(|t| records.get(&t.key).map(|r| r.array_job.clone()))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if arrays.is_empty() {
+        return Ok(());
+    }
+    arrays.sort();
+    let states = match queue::query(&arrays) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mlvf: warning: this store has Slurm submissions, but Slurm cannot be asked about them ({e:#}); running locally anyway");
+            return Ok(());
+        }
+    };
+    let live: Vec<&str> = plan
+        .tasks
+        .iter()
+        .filter_map(|t| records.get(&t.key))
+        .filter(|r| states.get(&r.job).is_some_and(JobState::is_live))
+        .map(|r| r.job.as_str())
+        .collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    Err(crate::cli::UserError(format!(
+        "{} task(s) of sweep {} are queued or running in Slurm (jobs {}{}); follow them with `mlvf run --executor slurm --wait`, or scancel them first",
+        live.len(),
+        plan.sweep,
+        live.iter().take(5).copied().collect::<Vec<_>>().join(", "),
+        if live.len() > 5 { ", ..." } else { "" }
+    ))
+    .into())
+}

@@ -14,5 +14,7 @@ pub mod queue;
 pub mod script;
 
 pub use config::{ExecutorKind, Resources, SlurmConfig};
-pub use controller::{live_tasks, reconcile, run_slurm, SlurmOptions, SlurmSummary, TaskView};
+pub use controller::{
+    live_tasks, reconcile, refuse_if_in_slurm, run_slurm, SlurmOptions, SlurmSummary, TaskView,
+};
 pub use queue::JobState;
