@@ -162,6 +162,19 @@ fn sweep_equals_local_run() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let (plan, json) = sweep(dir.path(), "equal");
     let reference = local_reference(dir.path(), &plan)?;
+    // A dry run checks each script with `sbatch --test-only` and submits nothing.
+    let out = cli()
+        .args(["run", "--executor", "slurm", "--dry-run", "--plan-json"])
+        .arg(&json)
+        .output()?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        text(&out).matches("to start at").count(),
+        4,
+        "{}",
+        text(&out)
+    );
+    assert!(!mlvf::exec::slurm::jobs::jobs_path(&plan.store).exists());
     let t0 = Instant::now();
     let out = slurm_run(&json, true, &[])?;
     if !out.status.success() {
@@ -230,6 +243,8 @@ fn scancel_is_recovered_by_run() -> Result<(), Failed> {
         "{} should be queued",
         victim.job
     );
+    let status = cli().args(["status", "--plan-json"]).arg(&json).output()?;
+    assert!(text(&status).contains("  slurm: "), "{}", text(&status));
     let st = Command::new("scancel").arg(&victim.job).status()?;
     assert!(st.success());
     // A second controller while the rest is in flight: resubmits only what the cancel killed.
