@@ -334,6 +334,51 @@ fn failing_task_cancels_its_dependents() -> Result<(), Failed> {
     Ok(())
 }
 
+fn wait_with_retries_resubmits_a_transient_failure() -> Result<(), Failed> {
+    if !slurm_available()? {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let (plan, json) = sweep(dir.path(), "retry");
+    let flaky = plan
+        .tasks
+        .iter()
+        .find(|t| t.stage == StageKind::Pretrain)
+        .unwrap();
+    let c = cli()
+        .args([
+            "run",
+            "--no-progress",
+            "--executor",
+            "slurm",
+            "--wait",
+            "--retries",
+            "1",
+            "--plan-json",
+        ])
+        .arg(&json)
+        .env("MLVF_FAKE_SLEEP_MS", "50")
+        .env("MLVF_FAKE_FAIL_ONCE", flaky.key.short())
+        .output()?;
+    assert!(c.status.success(), "{}", text(&c));
+    assert!(text(&c).contains("resubmitted"), "{}", text(&c));
+    let rec = mlvf::store::done::verify(
+        &plan.store,
+        flaky.stage,
+        &flaky.key,
+        mlvf::store::VerifyLevel::Fast,
+    )?;
+    assert_eq!(rec.attempt, 2);
+    let conn = rusqlite::Connection::open(plan.store.join("mlvf.sqlite"))?;
+    let failed: String = conn.query_row(
+        "SELECT state FROM attempts WHERE task = ?1 AND attempt = 1",
+        [&flaky.key.0],
+        |r| r.get(0),
+    )?;
+    assert_eq!(failed, "failed");
+    Ok(())
+}
+
 fn usr1_checkpoints_and_requeues() -> Result<(), Failed> {
     if !slurm_available()? {
         return Ok(());
@@ -387,6 +432,10 @@ fn main() -> ExitCode {
         Trial::test(
             "failing_task_cancels_its_dependents",
             failing_task_cancels_its_dependents,
+        ),
+        Trial::test(
+            "wait_with_retries_resubmits_a_transient_failure",
+            wait_with_retries_resubmits_a_transient_failure,
         ),
         Trial::test(
             "usr1_checkpoints_and_requeues",

@@ -14,6 +14,7 @@ pub fn run(plan: &Plan, config: SlurmConfig, args: &RunArgs) -> anyhow::Result<E
     opts.wait = args.wait;
     opts.dry_run = args.dry_run;
     opts.wait_lock = args.wait_lock;
+    opts.retries = args.retries;
     if args.verify_checksums {
         opts.verify = VerifyLevel::Full;
     }

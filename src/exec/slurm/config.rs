@@ -224,7 +224,7 @@ impl SlurmConfig {
         if cfg.max_array_size == 0 {
             bail!("{origin}: [executor] max_array_size must be at least 1");
         }
-        if !(cfg.poll_s > 0.0) {
+        if cfg.poll_s.is_nan() || cfg.poll_s <= 0.0 {
             bail!("{origin}: [executor] poll_s must be positive");
         }
         for line in cfg.all_extra() {

@@ -40,6 +40,9 @@ pub struct SlurmOptions {
     pub dry_run: bool,
     pub wait_lock: bool,
     pub verify: VerifyLevel,
+    /// With `wait`: how many more times a task whose job ended without a result is
+    /// resubmitted (its queued dependents go with it).
+    pub retries: u32,
     /// Set to stop following (the jobs keep running).
     pub stop: Arc<AtomicBool>,
 }
@@ -54,6 +57,7 @@ impl SlurmOptions {
             dry_run: false,
             wait_lock: false,
             verify: VerifyLevel::Fast,
+            retries: 0,
             stop: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -323,172 +327,59 @@ pub fn run_slurm(plan: &Plan, opts: &SlurmOptions) -> anyhow::Result<SlurmSummar
         total: plan.tasks.len(),
         ..SlurmSummary::default()
     };
-    let mut live: HashMap<TaskKey, String> = HashMap::new();
-    let mut submit = Vec::new();
-    for (i, v) in rec.views.iter().enumerate() {
-        match v {
-            TaskView::Done => summary.done += 1,
-            TaskView::Live { job, .. } => {
-                live.insert(plan.tasks[i].key.clone(), job.clone());
-            }
-            TaskView::Ended { .. } | TaskView::Missing => submit.push(i),
-        }
-    }
-    let doomed = doomed_dependents(plan, &rec.views, &mut submit, &mut live);
-    if !doomed.is_empty() {
-        // Their jobs wait on jobs that ended without a result: they can never start.
-        let jobs: Vec<&str> = doomed.iter().map(|(_, _, j)| j.as_str()).collect();
-        let out = Command::new("scancel")
-            .args(&jobs)
-            .output()
-            .context("running scancel")?;
-        if !out.status.success() {
-            bail!(
-                "scancel {} failed: {}",
-                jobs.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        for (key, attempt, job) in &doomed {
-            db.end_attempt(
-                key,
-                *attempt,
-                AttemptState::Killed,
-                None,
-                Some(&format!(
-                    "slurm job {job} cancelled by mlvf: a dependency was resubmitted"
-                )),
-            )?;
-        }
-        eprintln!(
-            "mlvf: cancelled {} queued job(s) whose dependencies are resubmitted; they are resubmitted after them",
-            doomed.len()
-        );
-    }
-    let arrays = group_arrays(&plan.tasks, &submit, &live, cfg.max_array_size);
-    if !arrays.is_empty() {
-        let sub_dir = jobs::slurm_dir(&abs_root).join(format!("{}-{}", plan.sweep, now_ms()));
-        std::fs::create_dir_all(&sub_dir)
-            .with_context(|| format!("creating {}", sub_dir.display()))?;
-        let index: HashMap<&TaskKey, usize> = plan
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (&t.key, i))
-            .collect();
-        let program = cfg.mlvf.clone().unwrap_or_else(|| opts.program.clone());
-        let records_before = jobs::latest(root)?;
-        let mut job_ids: Vec<String> = Vec::new();
-        for a in &arrays {
-            let mut lines = Vec::new();
-            for &(i, t) in &a.elements {
-                let task = &plan.tasks[t];
-                spec::write_spec(root, &crate::db::canonical_spec(task))?;
-                for d in &task.deps {
-                    spec::write_spec(root, &crate::db::canonical_spec(&plan.tasks[index[d]]))?;
-                }
-                let attempt = db
-                    .max_attempt(&task.key)?
-                    .max(worker::next_attempt(root, &task.key) - 1)
-                    .max(records_before.get(&task.key).map_or(0, |r| r.attempt))
-                    + 1;
-                lines.push((
-                    i,
-                    task.key.0.as_str(),
-                    attempt,
-                    layout::log_path(&abs_root, &task.key, attempt),
-                ));
-            }
-            let keys_file = sub_dir.join(format!("{}.keys", a.name));
-            let key_lines: Vec<(u32, &str, u32, &Path)> = lines
-                .iter()
-                .map(|(i, k, at, l)| (*i, *k, *at, l.as_path()))
-                .collect();
-            write_atomic(&keys_file, script::key_list(&key_lines).as_bytes())?;
-            let name = job_name(plan, a);
-            let dep = dependency_arg(&a.deps, &job_ids);
-            let array_arg = a.array_arg(cfg.throttle);
-            let resources = cfg.resources(a.stage);
-            let text = script::render(
-                a,
-                &ScriptInput {
-                    sweep: &plan.sweep,
-                    job_name: &name,
-                    array: &array_arg,
-                    dependency: dep.as_deref(),
-                    resources: &resources,
-                    slurm_output: &sub_dir.join(format!("{}.%A_%a.out", a.name)),
-                    keys_file: &keys_file,
-                    store: &abs_root,
-                    mlvf: &program,
-                    setup: &cfg.setup,
-                    signal_lead_s: cfg.signal_lead_s,
-                },
-            );
-            let script_path = sub_dir.join(format!("{}.sbatch", a.name));
-            write_atomic(&script_path, text.as_bytes())?;
-            let out = sbatch(&["--parsable"], &script_path)?;
-            if !out.status.success() {
-                bail!(
-                    "sbatch {} failed ({}): {}\n{} array(s) of this submission were submitted before it (they stay queued; `mlvf run` again resubmits the rest)",
-                    script_path.display(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim(),
-                    job_ids.len()
-                );
-            }
-            let id = queue::parse_sbatch(&String::from_utf8_lossy(&out.stdout))
-                .with_context(|| format!("submitting {}", script_path.display()))?;
-            let now = now_ms();
-            let recs: Vec<JobRecord> = a
-                .elements
-                .iter()
-                .zip(&lines)
-                .map(|(&(i, t), (_, _, attempt, _))| JobRecord {
-                    key: plan.tasks[t].key.clone(),
-                    stage: a.stage,
-                    sweep: plan.sweep.clone(),
-                    attempt: *attempt,
-                    array_job: id.clone(),
-                    job: format!("{id}_{i}"),
-                    submitted_ms: now,
-                    script: script_path.clone(),
-                })
-                .collect();
-            jobs::append(root, &recs)?;
-            for (r, (_, _, _, log)) in recs.iter().zip(&lines) {
-                db.start_attempt(&r.key, r.attempt, "slurm", None, Some(&r.job), log)?;
-            }
-            eprintln!(
-                "mlvf: submitted {} ({} {} task(s)) as job {id}{}",
-                name,
-                a.elements.len(),
-                a.stage,
-                dep.as_deref()
-                    .map(|d| format!(", after {d}"))
-                    .unwrap_or_default()
-            );
-            summary.submitted += a.elements.len();
-            summary.arrays.push(SubmittedArray {
-                name,
-                stage: a.stage,
-                job_id: id.clone(),
-                tasks: a.elements.len(),
-                script: script_path,
-            });
-            job_ids.push(id);
-        }
-    }
-    summary.live = live.len() + summary.submitted;
+    let live = submit_round(
+        plan,
+        opts,
+        &mut db,
+        &abs_root,
+        &rec.views,
+        None,
+        &mut summary,
+    )?;
+    summary.live = live + summary.submitted;
     if !opts.wait {
         return Ok(summary);
     }
     // Follow until nothing is queued or running.
     let poll = Duration::from_secs_f64(cfg.poll_s);
     let mut last = String::new();
+    let mut tries: HashMap<TaskKey, u32> = HashMap::new();
     loop {
         std::thread::sleep(poll);
         let r = reconcile(plan, Some(&mut db), opts.verify)?;
+        if opts.retries > 0 && !r.newly_ended.is_empty() {
+            let newly: HashSet<&TaskKey> = r.newly_ended.iter().map(|f| &f.key).collect();
+            for k in &newly {
+                *tries.entry((*k).clone()).or_default() += 1;
+            }
+            let again: HashSet<usize> = plan
+                .tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| newly.contains(&t.key) && tries[&t.key] <= opts.retries)
+                .map(|(i, _)| i)
+                .collect();
+            if !again.is_empty() {
+                let before = summary.submitted;
+                submit_round(
+                    plan,
+                    opts,
+                    &mut db,
+                    &abs_root,
+                    &r.views,
+                    Some(&again),
+                    &mut summary,
+                )?;
+                if summary.submitted > before {
+                    eprintln!(
+                        "mlvf: resubmitted {} task(s) whose jobs ended without a result (--retries {})",
+                        summary.submitted - before,
+                        opts.retries
+                    );
+                    continue;
+                }
+            }
+        }
         let (mut done, mut pending, mut running, mut ended) = (0, 0, 0, 0);
         for v in &r.views {
             match v {
@@ -554,6 +445,220 @@ pub fn run_slurm(plan: &Plan, opts: &SlurmOptions) -> anyhow::Result<SlurmSummar
             return Ok(summary);
         }
     }
+}
+
+/// Whether each task is done, from a reconciliation's views.
+fn rec_views_done(views: &[TaskView]) -> Vec<bool> {
+    views.iter().map(|v| matches!(v, TaskView::Done)).collect()
+}
+
+/// Drops from `submit` (plan order) every task with a dependency that is neither done, live,
+/// nor submitted with it: its job could never start.
+fn close_submission(
+    plan: &Plan,
+    done: &[bool],
+    submit: &mut Vec<usize>,
+    live: &HashMap<TaskKey, String>,
+) {
+    let index: HashMap<&TaskKey, usize> = plan
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (&t.key, i))
+        .collect();
+    let mut kept: HashSet<usize> = HashSet::new();
+    submit.retain(|&i| {
+        let ok = plan.tasks[i].deps.iter().all(|d| {
+            let j = index[d];
+            done[j] || live.contains_key(d) || kept.contains(&j)
+        });
+        if ok {
+            kept.insert(i);
+        }
+        ok
+    });
+}
+
+/// One submission: every task of `views` that is ended or missing (only those in `only`, if
+/// given) and can start, plus queued dependents of them (cancelled and resubmitted after
+/// them). Adds to `summary`; returns how many tasks were already queued or running.
+fn submit_round(
+    plan: &Plan,
+    opts: &SlurmOptions,
+    db: &mut Db,
+    abs_root: &Path,
+    views: &[TaskView],
+    only: Option<&HashSet<usize>>,
+    summary: &mut SlurmSummary,
+) -> anyhow::Result<usize> {
+    let root = plan.store.as_path();
+    let cfg = &opts.config;
+    let mut live: HashMap<TaskKey, String> = HashMap::new();
+    let mut submit = Vec::new();
+    for (i, v) in views.iter().enumerate() {
+        match v {
+            TaskView::Done => {
+                if only.is_none() {
+                    summary.done += 1;
+                }
+            }
+            TaskView::Live { job, .. } => {
+                live.insert(plan.tasks[i].key.clone(), job.clone());
+            }
+            TaskView::Ended { .. } | TaskView::Missing => {
+                if only.is_none_or(|o| o.contains(&i)) {
+                    submit.push(i);
+                }
+            }
+        }
+    }
+    close_submission(plan, &rec_views_done(views), &mut submit, &live);
+    let doomed = doomed_dependents(plan, &views, &mut submit, &mut live);
+    if !doomed.is_empty() {
+        // Their jobs wait on jobs that ended without a result: they can never start.
+        let jobs: Vec<&str> = doomed.iter().map(|(_, _, j)| j.as_str()).collect();
+        let out = Command::new("scancel")
+            .args(&jobs)
+            .output()
+            .context("running scancel")?;
+        if !out.status.success() {
+            bail!(
+                "scancel {} failed: {}",
+                jobs.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        for (key, attempt, job) in &doomed {
+            db.end_attempt(
+                key,
+                *attempt,
+                AttemptState::Killed,
+                None,
+                Some(&format!(
+                    "slurm job {job} cancelled by mlvf: a dependency was resubmitted"
+                )),
+            )?;
+        }
+        eprintln!(
+            "mlvf: cancelled {} queued job(s) whose dependencies are resubmitted; they are resubmitted after them",
+            doomed.len()
+        );
+    }
+    let arrays = group_arrays(&plan.tasks, &submit, &live, cfg.max_array_size);
+    if !arrays.is_empty() {
+        let sub_dir = jobs::slurm_dir(abs_root).join(format!("{}-{}", plan.sweep, now_ms()));
+        std::fs::create_dir_all(&sub_dir)
+            .with_context(|| format!("creating {}", sub_dir.display()))?;
+        let index: HashMap<&TaskKey, usize> = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (&t.key, i))
+            .collect();
+        let program = cfg.mlvf.clone().unwrap_or_else(|| opts.program.clone());
+        let records_before = jobs::latest(root)?;
+        let mut job_ids: Vec<String> = Vec::new();
+        for a in &arrays {
+            let mut lines = Vec::new();
+            for &(i, t) in &a.elements {
+                let task = &plan.tasks[t];
+                spec::write_spec(root, &crate::db::canonical_spec(task))?;
+                for d in &task.deps {
+                    spec::write_spec(root, &crate::db::canonical_spec(&plan.tasks[index[d]]))?;
+                }
+                let attempt = db
+                    .max_attempt(&task.key)?
+                    .max(worker::next_attempt(root, &task.key) - 1)
+                    .max(records_before.get(&task.key).map_or(0, |r| r.attempt))
+                    + 1;
+                lines.push((
+                    i,
+                    task.key.0.as_str(),
+                    attempt,
+                    layout::log_path(abs_root, &task.key, attempt),
+                ));
+            }
+            let keys_file = sub_dir.join(format!("{}.keys", a.name));
+            let key_lines: Vec<(u32, &str, u32, &Path)> = lines
+                .iter()
+                .map(|(i, k, at, l)| (*i, *k, *at, l.as_path()))
+                .collect();
+            write_atomic(&keys_file, script::key_list(&key_lines).as_bytes())?;
+            let name = job_name(plan, a);
+            let dep = dependency_arg(&a.deps, &job_ids);
+            let array_arg = a.array_arg(cfg.throttle);
+            let resources = cfg.resources(a.stage);
+            let text = script::render(
+                a,
+                &ScriptInput {
+                    sweep: &plan.sweep,
+                    job_name: &name,
+                    array: &array_arg,
+                    dependency: dep.as_deref(),
+                    resources: &resources,
+                    slurm_output: &sub_dir.join(format!("{}.%A_%a.out", a.name)),
+                    keys_file: &keys_file,
+                    store: abs_root,
+                    mlvf: &program,
+                    setup: &cfg.setup,
+                    signal_lead_s: cfg.signal_lead_s,
+                },
+            );
+            let script_path = sub_dir.join(format!("{}.sbatch", a.name));
+            write_atomic(&script_path, text.as_bytes())?;
+            let out = sbatch(&["--parsable"], &script_path)?;
+            if !out.status.success() {
+                bail!(
+                    "sbatch {} failed ({}): {}\n{} array(s) of this submission were submitted before it (they stay queued; `mlvf run` again resubmits the rest)",
+                    script_path.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    job_ids.len()
+                );
+            }
+            let id = queue::parse_sbatch(&String::from_utf8_lossy(&out.stdout))
+                .with_context(|| format!("submitting {}", script_path.display()))?;
+            let now = now_ms();
+            let recs: Vec<JobRecord> = a
+                .elements
+                .iter()
+                .zip(&lines)
+                .map(|(&(i, t), (_, _, attempt, _))| JobRecord {
+                    key: plan.tasks[t].key.clone(),
+                    stage: a.stage,
+                    sweep: plan.sweep.clone(),
+                    attempt: *attempt,
+                    array_job: id.clone(),
+                    job: format!("{id}_{i}"),
+                    submitted_ms: now,
+                    script: script_path.clone(),
+                })
+                .collect();
+            jobs::append(root, &recs)?;
+            for (r, (_, _, _, log)) in recs.iter().zip(&lines) {
+                db.start_attempt(&r.key, r.attempt, "slurm", None, Some(&r.job), log)?;
+            }
+            eprintln!(
+                "mlvf: submitted {} ({} {} task(s)) as job {id}{}",
+                name,
+                a.elements.len(),
+                a.stage,
+                dep.as_deref()
+                    .map(|d| format!(", after {d}"))
+                    .unwrap_or_default()
+            );
+            summary.submitted += a.elements.len();
+            summary.arrays.push(SubmittedArray {
+                name,
+                stage: a.stage,
+                job_id: id.clone(),
+                tasks: a.elements.len(),
+                script: script_path,
+            });
+            job_ids.push(id);
+        }
+    }
+    Ok(live.len())
 }
 
 /// `--dry-run`: the scripts a submission would use, with `<array-name>` for job ids not known
