@@ -96,7 +96,11 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     // ingest what jobs published (before reading the database).
     let mut in_slurm = HashMap::new();
     for plan in &plans {
-        match crate::exec::slurm::live_tasks(plan) {
+        let in_root = Plan {
+            store: root.clone(),
+            ..plan.clone()
+        };
+        match crate::exec::slurm::live_tasks(&in_root) {
             Ok(live) => in_slurm.extend(live),
             Err(e) => eprintln!(
                 "mlvf: could not ask Slurm about sweep {}: {e:#}",

@@ -448,7 +448,7 @@ pub fn run_slurm(plan: &Plan, opts: &SlurmOptions) -> anyhow::Result<SlurmSummar
 }
 
 /// Whether each task is done, from a reconciliation's views.
-fn rec_views_done(views: &[TaskView]) -> Vec<bool> {
+fn done_flags(views: &[TaskView]) -> Vec<bool> {
     views.iter().map(|v| matches!(v, TaskView::Done)).collect()
 }
 
@@ -512,8 +512,8 @@ fn submit_round(
             }
         }
     }
-    close_submission(plan, &rec_views_done(views), &mut submit, &live);
-    let doomed = doomed_dependents(plan, &views, &mut submit, &mut live);
+    close_submission(plan, &done_flags(views), &mut submit, &live);
+    let doomed = doomed_dependents(plan, views, &mut submit, &mut live);
     if !doomed.is_empty() {
         // Their jobs wait on jobs that ended without a result: they can never start.
         let jobs: Vec<&str> = doomed.iter().map(|(_, _, j)| j.as_str()).collect();
