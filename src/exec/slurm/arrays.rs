@@ -244,6 +244,7 @@ mod tests {
             config: serde_json::json!({}),
             deps: deps.iter().map(|d| TaskKey(d.to_string())).collect(),
             cells: vec![],
+            axes: Default::default(),
         }
     }
 
