@@ -1,7 +1,7 @@
 //! Models in candle: vision towers, the LLaMA LLM with fusion hooks, fusion modules, loading.
 
 pub mod fusion;
-pub mod preprocess;
-pub mod vision;
 pub mod hub;
 pub mod llm;
+pub mod preprocess;
+pub mod vision;

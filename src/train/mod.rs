@@ -1,7 +1,7 @@
 //! Training: LLaVA data and templates, optimiser and schedule, the loop, checkpoints.
 
-pub mod data;
 pub mod checkpoint;
+pub mod data;
 pub mod grad;
 pub mod loss;
 pub mod optim;
