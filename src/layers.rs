@@ -260,6 +260,10 @@ impl ResolvedLayers {
 #[error("{0}")]
 pub struct LayerError(pub String);
 
+/// A selected vision layer of a sparse set: (hidden-state index, k·23, denominator) where the
+/// reference index used for LLM placement is k·23 / denominator.
+type SparseLayer = (usize, usize, usize);
+
 /// Maps a reference index (1..=24) onto an effective depth.
 fn map_reference(k: usize, effective: usize) -> usize {
     if k == REFERENCE_DEPTH {
