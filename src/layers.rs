@@ -316,7 +316,7 @@ pub fn resolve(
     // Vision indices of the set, and for sparse sets the reference index used for LLM placement
     // (as k·23 over a denominator, to stay in integers).
     let half = d / 2;
-    let (sparse, halves): (Option<Vec<(usize, usize, usize)>>, Vec<Vec<usize>>) =
+    let (sparse, halves): (Option<Vec<SparseLayer>>, Vec<Vec<usize>>) =
         match set {
             LayerSet::Reference(ks) => {
                 let mapped: Vec<_> = ks
