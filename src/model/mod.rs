@@ -1,7 +1,8 @@
 //! Models in candle: vision towers, the LLaMA LLM with fusion hooks, fusion modules, loading.
 
 pub mod fusion;
-pub mod preprocess;
-pub mod vision;
 pub mod hub;
 pub mod llm;
+pub mod mllm;
+pub mod preprocess;
+pub mod vision;

@@ -1,8 +1,9 @@
 //! Training: LLaVA data and templates, optimiser and schedule, the loop, checkpoints.
 
-pub mod data;
 pub mod checkpoint;
+pub mod data;
 pub mod grad;
 pub mod loss;
 pub mod optim;
 pub mod schedule;
+pub mod trainer;
