@@ -26,7 +26,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static TIMES: Mutex<BTreeMap<String, (f64, f64, Vec<Duration>)>> = Mutex::new(BTreeMap::new());
+/// Per benchmark: (FLOPs per step, tokens per step, per-step times).
+type Timings = BTreeMap<String, (f64, f64, Vec<Duration>)>;
+static TIMES: Mutex<Timings> = Mutex::new(BTreeMap::new());
 
 const BATCH: usize = 4;
 const TEXT: usize = 64;

@@ -196,3 +196,136 @@ fn a_missing_pretrain_dependency_is_a_clear_error() {
     );
     assert!(err.contains("needs its pretrain task"), "{err}");
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A published `prepare` task directory holding `files` (copied under `sub`).
+fn prepared(
+    root: &Path,
+    kind: &str,
+    entry: serde_json::Value,
+    files: &Path,
+    sub: &str,
+) -> mlvf::stages::DepDir {
+    use mlvf::plan::config::PrepareConfig;
+    let config = to_json(&PrepareConfig {
+        kind: kind.into(),
+        entry,
+    });
+    let key = task_key(StageKind::Prepare, 1, &config, &[]);
+    let dir = root.join(&key.0);
+    copy_dir(files, &dir.join(sub));
+    let task = Task {
+        key: key.clone(),
+        stage: StageKind::Prepare,
+        version: 1,
+        config,
+        deps: vec![],
+        cells: vec![0],
+        axes: Default::default(),
+    };
+    std::fs::write(dir.join("spec.json"), serde_json::to_vec(&task).unwrap()).unwrap();
+    mlvf::stages::DepDir {
+        stage: StageKind::Prepare,
+        key,
+        dir,
+    }
+}
+
+#[test]
+fn synth_models_and_data_come_from_prepare_dependencies() {
+    use mlvf::stages::{pretrain::PretrainStage, Stage, StageContext};
+    let tmp = tempfile::tempdir().unwrap();
+    let synth = |kind: &str, family: &str, what: &str| ModelSpec {
+        source: format!("synth:{what}"),
+        ..model_spec(kind, family, Path::new("/unused"))
+    };
+    let (enc, llm) = (
+        synth("vision", "clip", "clip"),
+        synth("llm", "llama", "llama"),
+    );
+    let data = DataSpec {
+        format: None,
+        json: None,
+        images: None,
+        source: Some("synth:captions".into()),
+        params: Default::default(),
+    };
+    // The dataset dir: data.json + images/.
+    let raw = tmp.path().join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    std::fs::copy(
+        fixtures().join("llava/pretrain.json"),
+        raw.join("data.json"),
+    )
+    .unwrap();
+    copy_dir(&fixtures().join("llava/images"), &raw.join("images"));
+    let deps = vec![
+        prepared(tmp.path(), "model", to_json(&enc), &vision_dir(), "model"),
+        prepared(tmp.path(), "model", to_json(&llm), &llm_dir(), "model"),
+        prepared(tmp.path(), "dataset", to_json(&data), &raw, ""),
+    ];
+    let config = to_json(&PretrainConfig {
+        fusion: Fusion::ExternalModular,
+        layers: layers(Fusion::ExternalModular, "idx:1-2-3"),
+        encoder: enc,
+        llm,
+        data,
+        hparams: hparams(1e-3, 2, 3, 1, Template::Plain),
+        seed: 0,
+    });
+    let task = Task {
+        key: task_key(StageKind::Pretrain, 1, &config, &[]),
+        stage: StageKind::Pretrain,
+        version: 1,
+        config,
+        deps: deps.iter().map(|d| d.key.clone()).collect(),
+        cells: vec![0],
+        axes: Default::default(),
+    };
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut ctx = StageContext::new(
+        tmp.path().to_path_buf(),
+        1,
+        out.clone(),
+        tmp.path().join("ckpt"),
+        deps.clone(),
+        Box::new(std::io::sink()),
+    )
+    .unwrap();
+    PretrainStage.run(&task, &mut ctx).unwrap();
+    let cfg = MllmConfig::read(&out).unwrap();
+    assert_eq!(cfg.vision.dir, deps[0].dir.join("model"));
+    assert_eq!(cfg.llm.dir, deps[1].dir.join("model"));
+    assert_eq!(
+        cfg.fusion.mmfuser.heads, 16,
+        "the fixture tower's width 32 takes the paper's 16 heads"
+    );
+
+    // Without the prepare dependency the stage says what is missing.
+    let mut ctx = StageContext::new(
+        tmp.path().to_path_buf(),
+        2,
+        out.clone(),
+        tmp.path().join("ckpt2"),
+        vec![],
+        Box::new(std::io::sink()),
+    )
+    .unwrap();
+    let err = format!("{:#}", PretrainStage.run(&task, &mut ctx).unwrap_err());
+    assert!(
+        err.contains("no prepare dependency") && err.contains("synth:clip"),
+        "{err}"
+    );
+}

@@ -22,7 +22,7 @@ impl Stage for PretrainStage {
     fn run(&self, task: &Task, ctx: &mut StageContext) -> anyhow::Result<()> {
         let cfg: PretrainConfig = serde_json::from_value(task.config.clone())
             .context("the task's config is not a pretrain config (re-plan the sweep)")?;
-        let spec = MllmSpec {
+        let mut spec = MllmSpec {
             fusion: cfg.fusion,
             layers: cfg.layers.clone(),
             vision: resolve_model(ctx, &cfg.encoder)?,
@@ -37,6 +37,7 @@ impl Stage for PretrainStage {
                 crate::manifest::ImageAspect::Pad => ImageAspect::Pad,
             },
         };
+        spec.mmfuser = mmfuser_for(&spec.vision.dir)?;
         let device = training_device()?;
         let (model, trainable) = Mllm::pretrain(&spec, cfg.seed, &device)?;
         let data = load_dataset(ctx, &cfg.data)?;
@@ -56,4 +57,16 @@ impl Stage for PretrainStage {
         model.save(&trainable, &ctx.out_dir, false)?;
         write_summary(&ctx.out_dir, &summary)
     }
+}
+
+/// The paper's MMFuser (16 heads), or for a tower whose width 16 does not divide (tiny
+/// `synth:` towers) the largest head count below 16 that does; `mllm.json` records the choice.
+fn mmfuser_for(vision_dir: &std::path::Path) -> anyhow::Result<MmFuserConfig> {
+    let cfg = crate::model::vision::VisionConfig::from_file(&vision_dir.join("config.json"))?;
+    let mut m = MmFuserConfig::default();
+    m.heads = (1..=m.heads)
+        .rev()
+        .find(|h| cfg.hidden_size % h == 0)
+        .unwrap_or(1);
+    Ok(m)
 }
