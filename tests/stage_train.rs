@@ -153,6 +153,12 @@ fn pretrain_then_finetune_through_the_worker() {
     // Eval's view: the finetuned model loads frozen and answers from the image.
     let model = Mllm::load(&ft_dir, &cpu()).unwrap();
     assert_eq!(model.config().stage, "finetune");
+    assert_eq!(
+        model.config().image_aspect,
+        "pad",
+        "eval preprocesses as finetuning did"
+    );
+    assert_eq!(cfg.image_aspect, "square");
     let base = Mllm::load(&pre_dir, &cpu()).unwrap();
     let a = model.llm().named_tensors();
     let b = base.llm().named_tensors();

@@ -8,6 +8,7 @@ use super::{Stage, StageContext};
 use crate::model::mllm::Mllm;
 use crate::plan::config::FinetuneConfig;
 use crate::plan::{StageKind, Task};
+use crate::train::data::ImageAspect;
 use crate::train::trainer::{train, training_device};
 use anyhow::Context;
 
@@ -26,7 +27,11 @@ impl Stage for FinetuneStage {
             .context("a finetune task needs its pretrain task among the deps (re-plan the sweep)")?
             .to_path_buf();
         let device = training_device()?;
-        let (model, trainable) = Mllm::finetune(&pretrained, self.freeze_llm, &device)?;
+        let (mut model, trainable) = Mllm::finetune(&pretrained, self.freeze_llm, &device)?;
+        model.set_image_aspect(match cfg.hparams.image_aspect {
+            crate::manifest::ImageAspect::Square => ImageAspect::Square,
+            crate::manifest::ImageAspect::Pad => ImageAspect::Pad,
+        });
         let data = load_dataset(ctx, &cfg.data)?;
         let mut opts = trainer_options()?;
         opts.group_by_modality = true; // LLaVA's finetuning recipe

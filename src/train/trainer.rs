@@ -44,7 +44,8 @@ use std::time::Instant;
 pub struct TrainerOptions {
     /// Global-norm clipping threshold (HF default 1.0; `None` disables clipping).
     pub max_grad_norm: Option<f64>,
-    /// Checkpoint every this many optimiser steps (0 = only at the end of the run is nothing).
+    /// Checkpoint every this many optimiser steps (0 = never). The last step is not
+    /// checkpointed: the stage publishes its result instead.
     pub checkpoint_every: u64,
     /// Checkpoints kept (older ones are pruned).
     pub keep_checkpoints: usize,

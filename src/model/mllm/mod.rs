@@ -419,6 +419,12 @@ impl Mllm {
         &self.config
     }
 
+    /// Records how images are made square for this model (the finetune stage's own setting,
+    /// which eval should reuse); [`Mllm::pixels`] follows it.
+    pub fn set_image_aspect(&mut self, aspect: ImageAspect) {
+        self.config.image_aspect = aspect.as_str().into();
+    }
+
     /// The LLM.
     pub fn llm(&self) -> &Llama {
         &self.llm
