@@ -59,6 +59,9 @@ pub struct TrainerOptions {
     pub feature_cache_bytes: usize,
     /// LLaVA's `group_by_modality_length` (finetuning).
     pub group_by_modality: bool,
+    /// A separate base learning rate for the fusion weights (LLaVA's `mm_projector_lr`); `None`
+    /// = one learning rate for everything, the paper's recipe.
+    pub fusion_lr: Option<f64>,
 }
 
 impl Default for TrainerOptions {
@@ -72,6 +75,7 @@ impl Default for TrainerOptions {
             stop_after: None,
             feature_cache_bytes: 1 << 30,
             group_by_modality: false,
+            fusion_lr: None,
         }
     }
 }
@@ -295,10 +299,21 @@ pub fn train(
     if named.is_empty() {
         bail!("nothing to train: the trainable VarMap is empty");
     }
-    let mut optim = AdamW::new(
-        param_groups(named, hp.lr, hp.weight_decay),
-        AdamWConfig::default(),
-    )?;
+    let groups = match opts.fusion_lr {
+        None => param_groups(named, hp.lr, hp.weight_decay),
+        Some(lr) => {
+            let fusion = model.fusion_weight_names();
+            let (f, rest): (Vec<_>, Vec<_>) =
+                named.into_iter().partition(|(n, _)| fusion.contains(n));
+            let mut g = param_groups(rest, hp.lr, hp.weight_decay);
+            for mut group in param_groups(f, lr, hp.weight_decay) {
+                group.name = format!("fusion_{}", group.name);
+                g.push(group);
+            }
+            g
+        }
+    };
+    let mut optim = AdamW::new(groups, AdamWConfig::default())?;
     let vars = optim.vars();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let (mut step, mut loss_sum, mut tokens_total, mut resumed_from) = (0u64, 0.0f64, 0u64, None);
