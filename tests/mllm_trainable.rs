@@ -133,3 +133,30 @@ fn finetuning_trains_the_llm_unless_frozen_and_honours_a_fusion_lr() {
     .unwrap();
     assert_eq!(snapshot(model.llm().named_tensors()), llm_before);
 }
+
+#[test]
+fn an_untrainable_sample_fails_before_the_first_step() {
+    // max_len so small that the answer is cut away entirely: nothing to supervise.
+    let (model, map) = Mllm::pretrain(&spec(Fusion::Baseline, ""), 0, &cpu()).unwrap();
+    let mut hp = hparams(1e-3, 2, 1, 1, Template::Plain);
+    hp.max_len = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = MetricLog::default();
+    let err = train(
+        &model,
+        &map,
+        &pretrain_data(),
+        &hp,
+        0,
+        dir.path(),
+        &opts(None),
+        &mut log,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("pretrain.json") && err.contains("cannot be trained on"),
+        "{err}"
+    );
+    assert!(log.series("loss").is_empty(), "no step ran");
+}

@@ -282,6 +282,28 @@ pub fn train(
     let started = Instant::now();
     let cfg = loader_config(model, hp, seed, opts);
     let mut loader = DataLoader::new(dataset, model.tokenizer(), cfg);
+    // Tokenise everything once before the first step: a sample that cannot be trained on
+    // fails the run now, not hours in.
+    let audit = loader.audit();
+    if let Some(first) = audit.unusable.first() {
+        bail!(
+            "{}: {} of {} records cannot be trained on; the first is record {} (id \"{}\"): {}",
+            dataset.json.display(),
+            audit.unusable.len(),
+            audit.records,
+            first.index,
+            first.id,
+            first.reason
+        );
+    }
+    obs.log(&format!(
+        "{}: {} samples, {} truncated to max_len {}, {} supervised tokens",
+        dataset.json.display(),
+        audit.usable,
+        audit.truncated,
+        hp.max_len,
+        audit.supervised_tokens
+    ));
     let accum = hp.grad_accum.max(1);
     let batches = loader.batches_per_epoch() as u64;
     let per_epoch = batches.div_ceil(accum).max(1);
