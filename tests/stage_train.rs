@@ -174,13 +174,18 @@ fn pretrain_then_finetune_through_the_worker() {
             > 0.0
     });
     assert!(changed, "finetuning trains the LLM");
-    let prompt = "A chat between a curious user and an artificial intelligence assistant. The \
-                  assistant gives helpful, detailed, and polite answers to the user's questions. \
-                  USER: What color is the dot?\n<image> ASSISTANT:";
-    let answer = model
-        .generate(Some(&image("000000003.png")), prompt, 8)
-        .unwrap();
-    assert!(!answer.is_empty());
+    // Through the evaluation engine's Generator, with its own prompt builder: the memorised
+    // answer comes back for the image it was trained with.
+    use mlvf::eval::{prompt::build_prompt, Generator};
+    let mut model = model;
+    assert_eq!(
+        Generator::template(&model),
+        mlvf::eval::ConversationTemplate::VicunaV1
+    );
+    let prompt = build_prompt(Generator::template(&model), "What color is the dot?", 1);
+    let img = image::DynamicImage::ImageRgb8(image("000000003.png"));
+    let answer = Generator::generate(&mut model, &[img], &prompt, 8).unwrap();
+    assert_eq!(answer.trim(), "Green.", "prompt {prompt:?}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod inspect_vision;
 pub mod plan;
 pub mod results;
 pub mod run;
+pub mod run_slurm;
 pub mod score;
 pub mod status;
 pub mod synth;

@@ -32,6 +32,17 @@ pub struct RunArgs {
     /// Never draw progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Where tasks run: `local` (a worker pool here) or `slurm` (job arrays; the controller
+    /// exits after submitting). Default: the manifest's `[executor] kind`, else local.
+    #[arg(long, value_parser = ["local", "slurm"])]
+    pub executor: Option<String>,
+    /// Slurm: follow the submitted jobs until none is queued or running.
+    #[arg(long)]
+    pub wait: bool,
+    /// Slurm: print the sbatch scripts (checked with `sbatch --test-only` when a cluster
+    /// answers) and submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Run a plan saved as JSON (the `Plan` type) instead of a manifest. For tests and tools.
     #[arg(long, hide = true)]
     pub plan_json: Option<PathBuf>,
@@ -65,6 +76,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.jobs == 0 {
         return Err(super::UserError("--jobs must be at least 1".into()).into());
     }
+    let slurm_cfg = crate::exec::slurm::SlurmConfig::from_manifest(&plan.manifest)?;
+    let kind = match &args.executor {
+        Some(e) => crate::exec::slurm::ExecutorKind::parse(e)?,
+        None => slurm_cfg.kind,
+    };
+    if kind == crate::exec::slurm::ExecutorKind::Slurm {
+        return super::run_slurm::run(&plan, slurm_cfg, &args);
+    }
+    if args.wait || args.dry_run {
+        return Err(super::UserError(
+            "--wait and --dry-run are for --executor slurm (the local executor always waits; `mlvf plan` shows what would run)".into(),
+        )
+        .into());
+    }
+    crate::exec::slurm::refuse_if_in_slurm(&plan)?;
     let mut opts = RunOptions::new()?;
     opts.jobs = args.jobs;
     opts.retries = args.retries;

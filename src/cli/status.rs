@@ -92,6 +92,22 @@ fn plans(args: &StatusArgs) -> anyhow::Result<(PathBuf, Vec<Plan>)> {
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let (root, plans) = plans(&args)?;
+    // Slurm submissions: learn from squeue/scontrol/sacct what is queued or running, and
+    // ingest what jobs published (before reading the database).
+    let mut in_slurm = HashMap::new();
+    for plan in &plans {
+        let in_root = Plan {
+            store: root.clone(),
+            ..plan.clone()
+        };
+        match crate::exec::slurm::live_tasks(&in_root) {
+            Ok(live) => in_slurm.extend(live),
+            Err(e) => eprintln!(
+                "mlvf: could not ask Slurm about sweep {}: {e:#}",
+                plan.sweep
+            ),
+        }
+    }
     let rows: HashMap<TaskKey, TaskRow> = match Db::open_read(&root) {
         Ok(db) => db.task_rows()?,
         Err(_) => HashMap::new(),
@@ -105,7 +121,11 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let mut bad_upstream: std::collections::HashSet<&TaskKey> = Default::default();
         for t in &plan.tasks {
             let row = rows.get(&t.key);
-            let st = task_status(&root, t.stage, &t.key, row);
+            let st = match task_status(&root, t.stage, &t.key, row) {
+                TaskStatus::Done => TaskStatus::Done,
+                _ if in_slurm.contains_key(&t.key) => TaskStatus::Running,
+                st => st,
+            };
             let c = counts.entry(t.stage).or_default();
             c[st as usize] += 1;
             let blocked = t.deps.iter().any(|d| bad_upstream.contains(d));
@@ -158,6 +178,17 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 println!("    | {line}");
             }
         }
+    }
+    if !in_slurm.is_empty() {
+        let queued = in_slurm
+            .values()
+            .filter(|s| matches!(s, crate::exec::slurm::JobState::Pending { .. }))
+            .count();
+        println!(
+            "  slurm: {} task(s) queued, {} running (counted as running above)",
+            queued,
+            in_slurm.len() - queued
+        );
     }
     let _ = all_done;
     Ok(ExitCode::SUCCESS)

@@ -41,6 +41,8 @@ pub fn run(args: TaskArgs, registry: &StageRegistry) -> anyhow::Result<ExitCode>
                 ))
                 .into());
             }
+            // Near a Slurm time limit the job script forwards USR1: raise a flag, don't die.
+            crate::exec::slurm::preempt::install();
             match run_task(&store, &TaskKey(key), attempt, registry)? {
                 WorkerOutcome::Published(rec) => {
                     println!(

@@ -1,1 +1,31 @@
 //! Evaluation: the benchmark format, generation, scorers and lmms-eval-shaped outputs.
+//!
+//! The pieces, in the order data flows through them:
+//! - [`format`]: load and validate a benchmark directory (`mmeval-jsonl/1`).
+//! - [`prompt`]: the LLaVA conversation template around a sample's context string.
+//! - [`runner`]: the [`runner::Generator`] trait the MLLM implements, and [`runner::run_benchmark`],
+//!   which generates into an append-only prediction cache and resumes where it stopped.
+//! - [`predictions`]: read our prediction caches and lmms-eval `--log_samples` files.
+//! - [`scorers`]: per-sample judgement and aggregation, by scorer name.
+//! - [`scoring`]: score a benchmark from predictions (generation and scoring are separate, so a
+//!   changed scorer re-scores cached predictions without regenerating).
+//! - [`output`]: samples JSONL and results JSON in lmms-eval's shapes.
+
+pub mod format;
+pub mod output;
+pub mod predictions;
+pub mod prompt;
+pub mod pyrandom;
+pub mod runner;
+pub mod scorers;
+pub mod scoring;
+pub mod sha256;
+pub mod text;
+
+pub use format::{Benchmark, BenchmarkManifest, BenchmarkWriter, Sample};
+pub use output::RunInfo;
+pub use predictions::{load_predictions, Prediction, PredictionSet};
+pub use prompt::ConversationTemplate;
+pub use runner::{evaluate, run_benchmark, Generator, RunOptions, RunSummary};
+pub use scorers::{Metrics, Scorer};
+pub use scoring::{score_benchmark, ScoreReport};

@@ -2,6 +2,7 @@
 
 pub mod local;
 pub mod progress;
+pub mod slurm;
 pub mod worker;
 
 pub use local::{run_sweep, RunOptions, RunSummary};

@@ -35,6 +35,7 @@
 //! finetuning, at `llm` (relative). The tower is always a pointer (it is never trained).
 
 pub mod config;
+pub mod generator;
 pub mod images;
 pub mod splice;
 
