@@ -127,35 +127,64 @@ pub fn resolve_model(ctx: &StageContext, spec: &ModelSpec) -> Result<ModelPointe
     })
 }
 
-/// The conversations JSON and image folder of a prepared (`synth:`) dataset: `data.json` (or
-/// the only other `*.json`) and `images/` (or the directory itself).
-fn prepared_data_files(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let json = if dir.join("data.json").is_file() {
-        dir.join("data.json")
-    } else {
-        let skip = [SPEC_FILE, "DONE.json", "metrics.jsonl"];
-        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.extension().is_some_and(|e| e == "json")
-                    && !skip.iter().any(|s| p.file_name().is_some_and(|n| n == *s))
-            })
-            .collect();
-        found.sort();
-        match found.len() {
-            1 => found.remove(0),
-            0 => bail!("{} holds no conversations JSON (data.json)", dir.display()),
-            _ => bail!(
-                "{} holds several JSON files {found:?}; name the conversations data.json",
-                dir.display()
-            ),
+/// The conversations JSON and image folder of a prepared (`synth:<what>`) dataset. Looked for
+/// at the top of the prepare output and one level below (a synthetic world keeps
+/// `pretrain/captions.json` and `finetune/instructions.json`): `data.json`, else a JSON named
+/// after `<what>`, else the only LLaVA JSON there is. Images are the `images/` folder next to it
+/// (or its own folder).
+fn prepared_data_files(dir: &Path, what: &str) -> Result<(PathBuf, PathBuf)> {
+    let skip = [SPEC_FILE, "DONE.json", "world.json", "manifest.json"];
+    let mut found: Vec<PathBuf> = Vec::new();
+    let mut scan = |d: &Path| {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for p in rd.flatten().map(|e| e.path()) {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                if p.is_file() && name.ends_with(".json") && !skip.contains(&name.as_str()) {
+                    found.push(p);
+                }
+            }
         }
     };
-    let images = if dir.join("images").is_dir() {
-        dir.join("images")
+    scan(dir);
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        let mut subs: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        subs.sort();
+        for s in subs {
+            scan(&s);
+        }
+    }
+    found.sort();
+    let stem = |p: &PathBuf| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
+    let json = if let Some(p) = found.iter().find(|p| stem(p) == "data") {
+        p.clone()
+    } else if let Some(p) = found.iter().find(|p| !what.is_empty() && stem(p) == what) {
+        p.clone()
+    } else if found.len() == 1 {
+        found.remove(0)
+    } else if found.is_empty() {
+        bail!("{} holds no conversations JSON (data.json)", dir.display())
     } else {
-        dir.to_path_buf()
+        bail!(
+            "{} holds several JSON files {found:?} and none is data.json or {what}.json",
+            dir.display()
+        )
+    };
+    let parent = json.parent().unwrap_or(dir).to_path_buf();
+    let images = if parent.join("images").is_dir() {
+        parent.join("images")
+    } else {
+        parent
     };
     Ok((json, images))
 }
@@ -165,7 +194,7 @@ pub fn load_dataset(ctx: &StageContext, spec: &DataSpec) -> Result<LlavaDataset>
     let (json, images) = match (&spec.source, &spec.json) {
         (Some(src), _) if src.starts_with("synth:") => {
             let dep = prepared(ctx, "dataset", spec, &format!("dataset `{src}`"))?;
-            prepared_data_files(&dep.dir)?
+            prepared_data_files(&dep.dir, src.trim_start_matches("synth:"))?
         }
         (_, Some(json)) => {
             let images = spec.images.clone().with_context(|| {
@@ -204,4 +233,42 @@ pub fn ensure_completed(summary: &TrainSummary) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "[]").unwrap();
+    }
+
+    #[test]
+    fn prepared_datasets_are_found_in_a_world_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        touch(&root.join(SPEC_FILE));
+        touch(&root.join("world.json"));
+        touch(&root.join("pretrain/captions.json"));
+        touch(&root.join("finetune/instructions.json"));
+        std::fs::create_dir_all(root.join("pretrain/images")).unwrap();
+        let (json, images) = prepared_data_files(root, "captions").unwrap();
+        assert_eq!(json, root.join("pretrain/captions.json"));
+        assert_eq!(images, root.join("pretrain/images"));
+        let (json, images) = prepared_data_files(root, "instructions").unwrap();
+        assert_eq!(json, root.join("finetune/instructions.json"));
+        assert_eq!(
+            images,
+            root.join("finetune"),
+            "no images/ folder: the JSON's own folder"
+        );
+        let err = prepared_data_files(root, "other").unwrap_err().to_string();
+        assert!(err.contains("several JSON files"), "{err}");
+        touch(&root.join("data.json"));
+        assert_eq!(
+            prepared_data_files(root, "other").unwrap().0,
+            root.join("data.json")
+        );
+    }
 }
