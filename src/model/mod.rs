@@ -3,5 +3,6 @@
 pub mod fusion;
 pub mod hub;
 pub mod llm;
+pub mod mllm;
 pub mod preprocess;
 pub mod vision;

@@ -6,3 +6,4 @@ pub mod grad;
 pub mod loss;
 pub mod optim;
 pub mod schedule;
+pub mod trainer;

@@ -1,0 +1,53 @@
+//! `finetune`: loads its pretrain dependency's model and trains everything but the vision tower
+//! (paper.md §1.6, stage 2), then publishes the trained LLM under `llm/` with the fusion weights
+//! and `mllm.json` (layout: `crate::model::mllm`). Eval loads the result with
+//! `Mllm::load(task_dir)`.
+
+use super::common::{ensure_completed, load_dataset, trainer_options, write_summary};
+use super::{Stage, StageContext};
+use crate::model::mllm::Mllm;
+use crate::plan::config::FinetuneConfig;
+use crate::plan::{StageKind, Task};
+use crate::train::data::ImageAspect;
+use crate::train::trainer::{train, training_device};
+use anyhow::Context;
+
+/// The finetune stage. `freeze_llm` trains the fusion only (an option, not the paper's recipe).
+#[derive(Default)]
+pub struct FinetuneStage {
+    pub freeze_llm: bool,
+}
+
+impl Stage for FinetuneStage {
+    fn run(&self, task: &Task, ctx: &mut StageContext) -> anyhow::Result<()> {
+        let cfg: FinetuneConfig = serde_json::from_value(task.config.clone())
+            .context("the task's config is not a finetune config (re-plan the sweep)")?;
+        let pretrained = ctx
+            .dep(StageKind::Pretrain)
+            .context("a finetune task needs its pretrain task among the deps (re-plan the sweep)")?
+            .to_path_buf();
+        let device = training_device()?;
+        let (mut model, trainable) = Mllm::finetune(&pretrained, self.freeze_llm, &device)?;
+        model.set_image_aspect(match cfg.hparams.image_aspect {
+            crate::manifest::ImageAspect::Square => ImageAspect::Square,
+            crate::manifest::ImageAspect::Pad => ImageAspect::Pad,
+        });
+        let data = load_dataset(ctx, &cfg.data)?;
+        let mut opts = trainer_options()?;
+        opts.group_by_modality = true; // LLaVA's finetuning recipe
+        let ckpt = ctx.checkpoint_dir.clone();
+        let summary = train(
+            &model,
+            &trainable,
+            &data,
+            &cfg.hparams,
+            cfg.seed,
+            &ckpt,
+            &opts,
+            ctx,
+        )?;
+        ensure_completed(&summary)?;
+        model.save(&trainable, &ctx.out_dir, !self.freeze_llm)?;
+        write_summary(&ctx.out_dir, &summary)
+    }
+}

@@ -1,0 +1,342 @@
+//! `pretrain` then `finetune` through the real worker (`exec::worker::run_task`, as `mlvf task
+//! run KEY` does) on the fixture data and tiny models: outputs published with DONE records,
+//! metrics recorded, the finetuned model loadable for evaluation and better on its data.
+
+#[path = "mllm_support.rs"]
+mod support;
+
+use mlvf::exec::worker::{run_task, WorkerOutcome};
+use mlvf::layers::Fusion;
+use mlvf::manifest::stages::Template;
+use mlvf::model::mllm::{Mllm, MllmConfig, FUSION_WEIGHTS_FILE, LLM_DIR};
+use mlvf::plan::config::{to_json, DataSpec, FinetuneConfig, ModelSpec, PretrainConfig};
+use mlvf::plan::keys::{stage_version, task_key};
+use mlvf::plan::{StageKind, Task, TaskKey};
+use mlvf::stages::StageRegistry;
+use mlvf::store::layout;
+use mlvf::store::spec::write_spec;
+use std::path::Path;
+use support::*;
+
+fn model_spec(kind: &str, family: &str, dir: &Path) -> ModelSpec {
+    ModelSpec {
+        kind: kind.into(),
+        family: family.into(),
+        source: dir.display().to_string(),
+        depth: (kind == "vision").then_some(4),
+        drop_last_layer: (kind == "vision").then_some(false),
+        layers: (kind == "llm").then_some(2),
+        params: Default::default(),
+    }
+}
+
+fn data_spec(json: &str) -> DataSpec {
+    let f = fixtures().join("llava");
+    DataSpec {
+        format: Some("llava-json".into()),
+        json: Some(f.join(json).display().to_string()),
+        images: Some(f.join("images").display().to_string()),
+        source: None,
+        params: Default::default(),
+    }
+}
+
+fn add_task(
+    root: &Path,
+    stage: StageKind,
+    config: serde_json::Value,
+    deps: Vec<TaskKey>,
+) -> TaskKey {
+    let version = stage_version(stage);
+    let key = task_key(stage, version, &config, &deps);
+    let task = Task {
+        key: key.clone(),
+        stage,
+        version,
+        config,
+        deps,
+        cells: vec![0],
+        axes: Default::default(),
+    };
+    write_spec(root, &task).unwrap();
+    key
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn pretrain_then_finetune_through_the_worker() {
+    let store = tempfile::tempdir().unwrap();
+    let root = store.path();
+    let reg = StageRegistry::product();
+    let mut pre_hp = hparams(1e-2, 4, 2, 2, Template::Plain);
+    pre_hp.epochs = 2;
+    let pre_key = add_task(
+        root,
+        StageKind::Pretrain,
+        to_json(&PretrainConfig {
+            fusion: Fusion::InternalModular,
+            layers: layers(Fusion::InternalModular, "idx:1-2-3"),
+            encoder: model_spec("vision", "clip", &vision_dir()),
+            llm: model_spec("llm", "llama", &llm_dir()),
+            data: data_spec("pretrain.json"),
+            hparams: pre_hp,
+            seed: 3,
+        }),
+        vec![],
+    );
+    let out = run_task(root, &pre_key, None, &reg).unwrap();
+    assert!(matches!(out, WorkerOutcome::Published(_)));
+    let pre_dir = layout::task_dir(root, StageKind::Pretrain, &pre_key);
+    let cfg = MllmConfig::read(&pre_dir).unwrap();
+    assert_eq!(cfg.fusion.fusion, Fusion::InternalModular);
+    let mlvf::layers::ResolvedLayers::Internal { injections, .. } = &cfg.fusion.layers else {
+        panic!("I_M resolves to internal layers")
+    };
+    assert!(!injections.is_empty());
+    assert!(cfg
+        .xattn_layers()
+        .iter()
+        .all(|l| injections.iter().any(|i| i.llm == *l)));
+    assert!(pre_dir.join(FUSION_WEIGHTS_FILE).is_file());
+    assert!(
+        !pre_dir.join(LLM_DIR).exists(),
+        "pretraining never writes the frozen LLM"
+    );
+    let m = metrics(&pre_dir);
+    let steps = m.iter().filter(|r| r["name"] == "loss").count();
+    // 3 samples, batch 2 → 2 batches per epoch → 1 step per epoch (accumulation 2); 2 epochs,
+    // capped at max_steps 4 → 2 steps.
+    assert_eq!(steps, 2);
+    assert!(m
+        .iter()
+        .any(|r| r["name"] == "train_loss" && r["step"].is_null()));
+    for name in ["lr", "grad_norm", "tokens_per_s"] {
+        assert!(m.iter().any(|r| r["name"] == name), "metric {name} missing");
+    }
+
+    let mut ft_hp = hparams(3e-3, 30, 2, 1, Template::VicunaV1);
+    ft_hp.image_aspect = mlvf::manifest::ImageAspect::Pad;
+    let ft_key = add_task(
+        root,
+        StageKind::Finetune,
+        to_json(&FinetuneConfig {
+            data: data_spec("finetune.json"),
+            hparams: ft_hp,
+            seed: 3,
+        }),
+        vec![pre_key.clone()],
+    );
+    run_task(root, &ft_key, None, &reg).unwrap();
+    let ft_dir = layout::task_dir(root, StageKind::Finetune, &ft_key);
+    assert!(ft_dir.join(LLM_DIR).join("model.safetensors").is_file());
+    assert!(ft_dir.join(LLM_DIR).join("tokenizer.json").is_file());
+    let loss: Vec<f64> = metrics(&ft_dir)
+        .iter()
+        .filter(|r| r["name"] == "loss")
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(loss.len(), 30);
+    assert!(
+        loss[29] < loss[0] * 0.5,
+        "finetuning did not learn: {loss:?}"
+    );
+    // The checkpoints that led to a published result are removed.
+    assert!(!layout::checkpoint_dir(root, &ft_key).exists());
+
+    // Eval's view: the finetuned model loads frozen and answers from the image.
+    let model = Mllm::load(&ft_dir, &cpu()).unwrap();
+    assert_eq!(model.config().stage, "finetune");
+    assert_eq!(
+        model.config().image_aspect,
+        "pad",
+        "eval preprocesses as finetuning did"
+    );
+    assert_eq!(cfg.image_aspect, "square");
+    let base = Mllm::load(&pre_dir, &cpu()).unwrap();
+    let a = model.llm().named_tensors();
+    let b = base.llm().named_tensors();
+    let changed = a.iter().zip(&b).any(|((_, x), (_, y))| {
+        (x - y)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            > 0.0
+    });
+    assert!(changed, "finetuning trains the LLM");
+    // Through the evaluation engine's Generator, with its own prompt builder: the memorised
+    // answer comes back for the image it was trained with.
+    use mlvf::eval::{prompt::build_prompt, Generator};
+    let mut model = model;
+    assert_eq!(
+        Generator::template(&model),
+        mlvf::eval::ConversationTemplate::VicunaV1
+    );
+    let prompt = build_prompt(Generator::template(&model), "What color is the dot?", 1);
+    let img = image::DynamicImage::ImageRgb8(image("000000003.png"));
+    let answer = Generator::generate(&mut model, &[img], &prompt, 8).unwrap();
+    assert_eq!(answer.trim(), "Green.", "prompt {prompt:?}");
+}
+
+#[test]
+fn a_missing_pretrain_dependency_is_a_clear_error() {
+    let store = tempfile::tempdir().unwrap();
+    let key = add_task(
+        store.path(),
+        StageKind::Finetune,
+        to_json(&FinetuneConfig {
+            data: data_spec("finetune.json"),
+            hparams: hparams(1e-3, 1, 1, 1, Template::VicunaV1),
+            seed: 0,
+        }),
+        vec![],
+    );
+    let err = format!(
+        "{:#}",
+        run_task(store.path(), &key, None, &StageRegistry::product()).unwrap_err()
+    );
+    assert!(err.contains("needs its pretrain task"), "{err}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A published `prepare` task directory holding `files` (copied under `sub`).
+fn prepared(
+    root: &Path,
+    kind: &str,
+    entry: serde_json::Value,
+    files: &Path,
+    sub: &str,
+) -> mlvf::stages::DepDir {
+    use mlvf::plan::config::PrepareConfig;
+    let config = to_json(&PrepareConfig {
+        kind: kind.into(),
+        entry,
+    });
+    let key = task_key(StageKind::Prepare, 1, &config, &[]);
+    let dir = root.join(&key.0);
+    copy_dir(files, &dir.join(sub));
+    let task = Task {
+        key: key.clone(),
+        stage: StageKind::Prepare,
+        version: 1,
+        config,
+        deps: vec![],
+        cells: vec![0],
+        axes: Default::default(),
+    };
+    std::fs::write(dir.join("spec.json"), serde_json::to_vec(&task).unwrap()).unwrap();
+    mlvf::stages::DepDir {
+        stage: StageKind::Prepare,
+        key,
+        dir,
+    }
+}
+
+#[test]
+fn synth_models_and_data_come_from_prepare_dependencies() {
+    use mlvf::stages::{pretrain::PretrainStage, Stage, StageContext};
+    let tmp = tempfile::tempdir().unwrap();
+    let synth = |kind: &str, family: &str, what: &str| ModelSpec {
+        source: format!("synth:{what}"),
+        ..model_spec(kind, family, Path::new("/unused"))
+    };
+    let (enc, llm) = (
+        synth("vision", "clip", "clip"),
+        synth("llm", "llama", "llama"),
+    );
+    let data = DataSpec {
+        format: None,
+        json: None,
+        images: None,
+        source: Some("synth:captions".into()),
+        params: Default::default(),
+    };
+    // The dataset dir: data.json + images/.
+    let raw = tmp.path().join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    std::fs::copy(
+        fixtures().join("llava/pretrain.json"),
+        raw.join("data.json"),
+    )
+    .unwrap();
+    copy_dir(&fixtures().join("llava/images"), &raw.join("images"));
+    let deps = vec![
+        prepared(tmp.path(), "model", to_json(&enc), &vision_dir(), "model"),
+        prepared(tmp.path(), "model", to_json(&llm), &llm_dir(), "model"),
+        prepared(tmp.path(), "dataset", to_json(&data), &raw, ""),
+    ];
+    let config = to_json(&PretrainConfig {
+        fusion: Fusion::ExternalModular,
+        layers: layers(Fusion::ExternalModular, "idx:1-2-3"),
+        encoder: enc,
+        llm,
+        data,
+        hparams: hparams(1e-3, 2, 3, 1, Template::Plain),
+        seed: 0,
+    });
+    let task = Task {
+        key: task_key(StageKind::Pretrain, 1, &config, &[]),
+        stage: StageKind::Pretrain,
+        version: 1,
+        config,
+        deps: deps.iter().map(|d| d.key.clone()).collect(),
+        cells: vec![0],
+        axes: Default::default(),
+    };
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut ctx = StageContext::new(
+        tmp.path().to_path_buf(),
+        1,
+        out.clone(),
+        tmp.path().join("ckpt"),
+        deps.clone(),
+        Box::new(std::io::sink()),
+    )
+    .unwrap();
+    PretrainStage.run(&task, &mut ctx).unwrap();
+    let cfg = MllmConfig::read(&out).unwrap();
+    assert_eq!(cfg.vision.dir, deps[0].dir.join("model"));
+    assert_eq!(cfg.llm.dir, deps[1].dir.join("model"));
+    assert_eq!(
+        cfg.fusion.mmfuser.heads, 16,
+        "the fixture tower's width 32 takes the paper's 16 heads"
+    );
+
+    // Without the prepare dependency the stage says what is missing.
+    let mut ctx = StageContext::new(
+        tmp.path().to_path_buf(),
+        2,
+        out.clone(),
+        tmp.path().join("ckpt2"),
+        vec![],
+        Box::new(std::io::sink()),
+    )
+    .unwrap();
+    let err = format!("{:#}", PretrainStage.run(&task, &mut ctx).unwrap_err());
+    assert!(
+        err.contains("no prepare dependency") && err.contains("synth:clip"),
+        "{err}"
+    );
+}
