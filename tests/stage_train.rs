@@ -186,6 +186,77 @@ fn pretrain_then_finetune_through_the_worker() {
     let img = image::DynamicImage::ImageRgb8(image("000000003.png"));
     let answer = Generator::generate(&mut model, &[img], &prompt, 8).unwrap();
     assert_eq!(answer.trim(), "Green.", "prompt {prompt:?}");
+
+    // The eval stage through the worker: a one-question benchmark in the public format, scored
+    // by exact match (lmms-eval's normalisation drops the full stop), primary on its ×100 scale.
+    let bench_dir = store.path().join("bench-dot");
+    let manifest: mlvf::eval::BenchmarkManifest = serde_json::from_value(serde_json::json!({
+        "format": "mmeval-jsonl/1", "task": "dot_color", "count": 0,
+        "generation": {"max_new_tokens": 8}, "scorer": "exact_match_hf",
+        "report": {"primary": "exact_match", "scale": 100}
+    }))
+    .unwrap();
+    let mut w = mlvf::eval::BenchmarkWriter::new(&bench_dir, manifest).unwrap();
+    let path = w
+        .add_image(&image::DynamicImage::ImageRgb8(image("000000003.png")))
+        .unwrap();
+    w.push(&mlvf::eval::Sample {
+        index: 0,
+        id: "dot".into(),
+        images: vec![path],
+        prompt: "What color is the dot?".into(),
+        answer: "green".into(),
+        answers: None,
+        question: None,
+        options: None,
+        group: None,
+        category: None,
+        subcategory: None,
+        subset: None,
+        qtype: None,
+        meta: serde_json::Map::new(),
+    })
+    .unwrap();
+    w.finish().unwrap();
+    let eval_key = add_task(
+        root,
+        StageKind::Eval,
+        to_json(&mlvf::plan::config::EvalConfig {
+            benchmark: mlvf::plan::config::BenchmarkSpec {
+                path: Some(bench_dir.display().to_string()),
+                source: None,
+                params: Default::default(),
+            },
+            settings: Default::default(),
+        }),
+        vec![ft_key.clone()],
+    );
+    run_task(root, &eval_key, None, &reg).unwrap();
+    let eval_dir = layout::task_dir(root, StageKind::Eval, &eval_key);
+    for f in [
+        "predictions.jsonl",
+        "samples_dot_color.jsonl",
+        "results.json",
+        "metrics.json",
+    ] {
+        assert!(
+            eval_dir.join(f).is_file(),
+            "{f} missing from the eval output"
+        );
+    }
+    let m = metrics(&eval_dir);
+    let value = |n: &str| {
+        m.iter()
+            .find(|r| r["name"] == n)
+            .unwrap_or_else(|| panic!("metric {n} missing: {m:?}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(value("exact_match"), 1.0);
+    assert_eq!(value("primary_score"), 100.0);
+    let done: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(eval_dir.join("DONE.json")).unwrap()).unwrap();
+    assert_eq!(done["primary_metric"], "primary_score");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use crate::manifest::entries::Source;
 use crate::model::mllm::ModelPointer;
-use crate::plan::config::{DataSpec, ModelSpec, PrepareConfig};
+use crate::plan::config::{BenchmarkSpec, DataSpec, ModelSpec, PrepareConfig};
 use crate::plan::{StageKind, Task};
 use crate::stages::{DepDir, StageContext};
 use crate::store::layout::SPEC_FILE;
@@ -212,6 +212,51 @@ pub fn load_dataset(ctx: &StageContext, spec: &DataSpec) -> Result<LlavaDataset>
         }
     }
     Ok(load_llava_json(&json, &images, &LoadOptions::default())?)
+}
+
+/// The directory of a benchmark entry (`mmeval-jsonl/1`): its `path`, or for a `synth:<what>`
+/// source the benchmark its prepare dependency built — the directory holding `manifest.json`
+/// at the top of that output, or under `benchmarks/` (a synthetic world's layout), named
+/// `<what>` or `synth_<what>`, else the only one there is.
+pub fn resolve_benchmark(ctx: &StageContext, spec: &BenchmarkSpec) -> Result<PathBuf> {
+    if let Some(path) = &spec.path {
+        return Ok(PathBuf::from(path));
+    }
+    let src = spec
+        .source
+        .as_deref()
+        .context("the benchmark entry has neither `path` nor `source`")?;
+    let what = src.strip_prefix("synth:").with_context(|| {
+        format!("benchmark source `{src}` is not supported (use `path` or `synth:<name>`)")
+    })?;
+    let dep = prepared(ctx, "benchmark", spec, &format!("benchmark `{src}`"))?;
+    if dep.dir.join("manifest.json").is_file() {
+        return Ok(dep.dir.clone());
+    }
+    let mut found: Vec<PathBuf> = [dep.dir.clone(), dep.dir.join("benchmarks")]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|rd| rd.flatten().map(|e| e.path()))
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    found.sort();
+    let named = |n: &str| {
+        found
+            .iter()
+            .find(|p| p.file_name().is_some_and(|f| f == n))
+            .cloned()
+    };
+    named(what)
+        .or_else(|| named(&format!("synth_{what}")))
+        .or_else(|| (found.len() == 1).then(|| found[0].clone()))
+        .with_context(|| {
+            format!(
+                "the prepare task {} built `{src}` but {} holds no benchmark directory named \
+                 `{what}` (found {found:?})",
+                dep.key,
+                dep.dir.display()
+            )
+        })
 }
 
 /// Writes the run summary into the stage output.

@@ -6,6 +6,7 @@
 //! state in [`StageContext::checkpoint_dir`], and records metrics through the context.
 
 pub mod common;
+pub mod eval;
 pub mod finetune;
 pub mod pretrain;
 
@@ -142,6 +143,7 @@ impl StageRegistry {
             StageKind::Finetune,
             Box::new(finetune::FinetuneStage::default()),
         );
+        r.register(StageKind::Eval, Box::new(eval::EvalStage));
         r
     }
 
