@@ -1,7 +1,7 @@
 //! The generated world, read back through its public formats only: LLaVA JSON, the mmeval-jsonl/1
 //! benchmark format, world.json and the corpus.
 
-use mlvf::synth::sha256::sha256_hex;
+use mlvf::eval::sha256::hex_digest as sha256_hex;
 use mlvf::synth::{self, BenchRecord, LlavaRecord, SynthConfig, WorldSummary};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};

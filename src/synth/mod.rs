@@ -73,7 +73,6 @@ pub mod questions;
 pub mod render;
 pub mod rng;
 pub mod scene;
-pub mod sha256;
 pub mod sheet;
 pub mod world;
 

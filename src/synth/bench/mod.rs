@@ -22,7 +22,7 @@ use super::output::{encode_png, jsonl_bytes, write_pretty_json};
 use super::questions::Family;
 use super::render::render;
 use super::scene::Scene;
-use super::sha256::sha256_hex;
+use crate::eval::sha256::hex_digest as sha256_hex;
 use anyhow::Context;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
