@@ -5,6 +5,8 @@
 //! (a fresh tmp dir that is published atomically when it returns `Ok`), may keep resumable
 //! state in [`StageContext::checkpoint_dir`], and records metrics through the context.
 
+pub mod prepare;
+
 use crate::plan::{StageKind, Task, TaskKey};
 use crate::store::metrics::{MetricRecord, METRICS_FILE};
 use anyhow::Context;
@@ -132,7 +134,9 @@ impl StageRegistry {
     /// The stages this build ships. Real stages are registered here as they land; a kind
     /// without one fails with a clear message when a task of it runs (never faked).
     pub fn product() -> StageRegistry {
-        StageRegistry::new()
+        let mut reg = StageRegistry::new();
+        reg.register(StageKind::Prepare, Box::new(prepare::PrepareStage));
+        reg
     }
 
     /// Registers (or replaces) the implementation of `kind`.
