@@ -30,12 +30,15 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 use std::path::Path;
 
+/// Receives `(name, Some(step), value)` per step and `(name, None, value)` at the end.
+pub type MetricSink<'a> = &'a mut dyn FnMut(&str, Option<u64>, f64) -> Result<()>;
+
 /// Where a trainer reports and checkpoints, and (for tests and time budgets) when it stops.
 pub struct TrainHooks<'a> {
     /// Checkpoints live here (created if needed); the newest valid one is resumed from.
     pub checkpoint_dir: &'a Path,
     /// Records a metric: `(name, Some(step), value)` per step, `(name, None, value)` at the end.
-    pub metric: &'a mut dyn FnMut(&str, Option<u64>, f64) -> Result<()>,
+    pub metric: MetricSink<'a>,
     /// Stop (after checkpointing) once this many steps are done; `None` trains to the end.
     pub stop_after: Option<u64>,
 }
