@@ -86,6 +86,32 @@ fn model_tasks_publish_hf_dirs_that_the_normal_loaders_read() {
     let logits = llm.forward_ids(&ids, None).unwrap();
     assert_eq!(logits.dims(), &[1, 8, llm.config().vocab_size]);
 
+    // The world's instructions go through the project's LLaVA loader, the vicuna_v1 template
+    // and label masking with this tokenizer; answers end in a supervised `</s>`.
+    let ft = p
+        .tasks
+        .iter()
+        .find(|t| t.stage == StageKind::Finetune)
+        .unwrap();
+    let ftc: mlvf::plan::config::FinetuneConfig =
+        serde_json::from_value(ft.config.clone()).unwrap();
+    let (json, images) =
+        mlvf::stages::prepare::dataset_files(&ftc.data, &deps_of(ft, &published)).unwrap();
+    let data = mlvf::train::data::load_llava_json(&json, &images, &Default::default()).unwrap();
+    let template = mlvf::train::data::TemplateKind::parse("vicuna_v1")
+        .unwrap()
+        .template();
+    let budget = mlvf::train::data::TokenBudget::llava(tower.config().num_tokens());
+    let rec = data.records.iter().find(|r| r.image.is_some()).unwrap();
+    let t = mlvf::train::data::tokenize_conversation(&tok, &template, &rec.turns, true, &budget)
+        .unwrap();
+    assert_eq!(t.images(), 1);
+    assert!(t.supervised() > 0);
+    assert!(
+        t.labels.contains(&2),
+        "the answer's </s> is a supervised EOS token"
+    );
+
     // Reports and metrics were published.
     for key in [&cfg.encoder, &cfg.llm].map(|s| s.source.clone()) {
         let t = prepares(&p)
