@@ -24,6 +24,13 @@ fn synth_datasets_benchmarks_and_models_share_one_world_task() {
     // The key hashes the full config (defaults filled), not the entry name.
     assert_eq!(world.config["entry"]["params"]["seed"], 1);
     assert_eq!(world.config["entry"]["params"]["max_objects"], 5);
+    // Model keys see every trainer setting, defaults included.
+    let clip = prep
+        .iter()
+        .find(|t| t.config["entry"]["source"] == "synth:clip")
+        .unwrap();
+    assert_eq!(clip.config["entry"]["params"]["width"], 16);
+    assert_eq!(clip.config["entry"]["params"]["embed_dim"], 64);
     assert_eq!(world.cells.len(), p.cells.len());
     let models: Vec<_> = prep
         .iter()
@@ -155,6 +162,7 @@ fn bad_synth_entries_are_plan_errors_that_say_what_exists() {
             "source = \"synth:llama\"",
             "family",
         ),
+        ("width = 16", "widht = 16", "unknown field `widht`"),
     ] {
         assert!(TINY.contains(from), "{from}");
         std::fs::write(&path, TINY.replacen(from, to, 1)).unwrap();

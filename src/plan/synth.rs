@@ -30,7 +30,9 @@
 //!
 //! Before hashing, `params.world` is replaced by the world's *full* config (every field, defaults
 //! filled in), so keys depend on the world's content, never on the name of the entry that wrote
-//! it, and two spellings of the same world share one task. Dataset and benchmark parts get no
+//! it, and two spellings of the same world share one task. A model's other `params` are likewise
+//! completed with its trainer's defaults (`VisionParams`, `LmParams`), so unknown keys are plan
+//! errors and a changed default changes the key. Dataset and benchmark parts get no
 //! task of their own: their consumers depend on the world task and read their part from its
 //! published directory (`crate::stages::prepare` has the helpers). Model parts get a `prepare`
 //! task each, depending on the world task they train on.
@@ -80,6 +82,23 @@ pub struct ResolvedSynth {
     pub world: Json,
     /// How the manifest named the world (for plan labels): an entry name, `inline` or `default`.
     pub world_label: String,
+    /// A model's trainer settings with every default filled in (so keys change when a default
+    /// does, and a typo is a plan error, not a surprise after minutes of training).
+    pub trainer: Option<Map<String, Json>>,
+}
+
+/// A `synth:` model's trainer parameters, complete, or an error naming the problem.
+fn trainer_params(what: &str, params: &Map<String, Json>) -> Result<Map<String, Json>, String> {
+    use crate::synth::foundation::{lm::LmParams, vision::VisionParams};
+    let full = match what {
+        "llama" => LmParams::from_params(params).map(|p| serde_json::to_value(p)),
+        _ => VisionParams::from_params(params).map(|p| serde_json::to_value(p)),
+    };
+    match full {
+        Ok(Ok(Json::Object(m))) => Ok(m),
+        Ok(_) => Err("internal: trainer params did not serialise to a table".into()),
+        Err(e) => Err(format!("{e:#}")),
+    }
 }
 
 /// The world config an entry's `params` point at, as full JSON.
@@ -185,6 +204,22 @@ pub fn resolve(
         );
         return None;
     };
+    let trainer = match &part {
+        SynthPart::Model(what) => match trainer_params(what, params) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                d.error(
+                    loc,
+                    format!("[{section}.{name}]: {e}"),
+                    Some(format!(
+                        "see the defaults of synth:{what} in the prepare stage docs"
+                    )),
+                );
+                return None;
+            }
+        },
+        _ => None,
+    };
     match world_of(m, params, part == SynthPart::World) {
         Ok((world, label)) => Some(ResolvedSynth {
             part,
@@ -194,6 +229,7 @@ pub fn resolve(
             } else {
                 label
             },
+            trainer,
         }),
         Err((msg, help)) => {
             d.error(loc, format!("[{section}.{name}]: {msg}"), help);
@@ -208,7 +244,7 @@ pub fn resolved_params(params: &Map<String, Json>, r: &ResolvedSynth) -> Map<Str
     if r.part == SynthPart::World {
         return r.world.as_object().cloned().unwrap_or_default();
     }
-    let mut out = params.clone();
+    let mut out = r.trainer.clone().unwrap_or_else(|| params.clone());
     out.insert("world".into(), r.world.clone());
     out
 }
