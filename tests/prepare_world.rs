@@ -200,6 +200,25 @@ fn quickstart_plans_one_world_and_two_foundation_models_shared_by_every_cell() {
         36,
         "(baseline + 4 paradigms × 2 sets) × 4 benchmarks"
     );
+    // The 12-layer tower makes the paper's layer sets distinct (see synth::foundation::vision).
+    let groups = |set: &str| {
+        let t = p
+            .tasks
+            .iter()
+            .find(|t| {
+                t.stage == StageKind::Pretrain
+                    && t.axes["fusion"] == "E_D"
+                    && t.axes["layers"] == set
+            })
+            .unwrap();
+        assert_eq!(
+            t.config["layers"]["base"], 11,
+            "LLaVA's penultimate layer of 12"
+        );
+        t.config["layers"]["groups"].clone()
+    };
+    assert_eq!(groups("3-18-23"), serde_json::json!([[1], [9]]));
+    assert_eq!(groups("former"), serde_json::json!([[1, 2, 3, 4, 5, 6]]));
 
     let out = assert_cmd::Command::cargo_bin("mlvf")
         .unwrap()
