@@ -91,8 +91,8 @@ pub struct ResolvedSynth {
 fn trainer_params(what: &str, params: &Map<String, Json>) -> Result<Map<String, Json>, String> {
     use crate::synth::foundation::{lm::LmParams, vision::VisionParams};
     let full = match what {
-        "llama" => LmParams::from_params(params).map(|p| serde_json::to_value(p)),
-        _ => VisionParams::from_params(params).map(|p| serde_json::to_value(p)),
+        "llama" => LmParams::from_params(params).map(serde_json::to_value),
+        _ => VisionParams::from_params(params).map(serde_json::to_value),
     };
     match full {
         Ok(Ok(Json::Object(m))) => Ok(m),
