@@ -16,8 +16,8 @@
 //! a two-layer GELU MLP — the captions are short attribute lists, so a bag of words carries most
 //! of what they say, and no second transformer has to be trained. Both embeddings are
 //! L2-normalised. CLIP: symmetric InfoNCE with a learned temperature (init 1/0.07). SigLIP:
-//! pairwise sigmoid loss with learned temperature (init 10) and bias (init −10), as in the
-//! SigLIP paper. The heads are discarded after training; only the tower is published.
+//! pairwise sigmoid loss with learned temperature (init 10) and bias (init −ln batch; the paper's
+//! −10 is meant for batches of thousands). The heads are discarded after training; only the tower is published.
 //!
 //! # Data
 //! The world's `pretrain/captions.json` (first answer = the caption) and images, preprocessed
@@ -224,7 +224,10 @@ impl Contrastive {
             candle_nn::linear_no_bias(hidden, p.embed_dim, vb.pp("text_projection"))?;
         let (scale, bias) = match cfg.arch {
             VisionArch::Clip => ((1.0f64 / 0.07).ln(), None),
-            VisionArch::Siglip => (10f64.ln(), Some(-10.0)),
+            // Bias −ln(batch): σ(b) starts at the 1/B share of positive pairs. The paper's −10 suits
+            // batches of thousands; at batch 16 it drowned the tower's gradient under global-norm
+            // clipping and training stalled at the all-negative solution (measured: loss flat at 3.74).
+            VisionArch::Siglip => (10f64.ln(), Some(-(p.batch as f64).ln())),
         };
         let logit_scale = vb.get_with_hints(1, "logit_scale", candle_nn::Init::Const(scale))?;
         let logit_bias = match bias {
