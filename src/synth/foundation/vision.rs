@@ -224,9 +224,10 @@ impl Contrastive {
             candle_nn::linear_no_bias(hidden, p.embed_dim, vb.pp("text_projection"))?;
         let (scale, bias) = match cfg.arch {
             VisionArch::Clip => ((1.0f64 / 0.07).ln(), None),
-            // Bias −ln(batch): σ(b) starts at the 1/B share of positive pairs. The paper's −10 suits
-            // batches of thousands; at batch 16 it drowned the tower's gradient under global-norm
-            // clipping and training stalled at the all-negative solution (measured: loss flat at 3.74).
+            // Bias −ln(batch): σ(b) starts at the 1/B share of positive pairs (the paper's −10
+            // suits batches of thousands). KNOWN ISSUE: with the quickstart settings (batch 16,
+            // 150 steps) the SigLIP-style run still sits at the constant-logit optimum (loss 3.74,
+            // retrieval at chance) with either init; the CLIP-style tower learns. Unresolved.
             VisionArch::Siglip => (10f64.ln(), Some(-(p.batch as f64).ln())),
         };
         let logit_scale = vb.get_with_hints(1, "logit_scale", candle_nn::Init::Const(scale))?;
