@@ -120,7 +120,7 @@ fn defaults_fill_single_entry_axes_seed_and_all_benchmarks() {
     let p = write_raw(
         dir.path(),
         "m.toml",
-        "[sweep]\nname = \"d\"\n[models]\nv = { kind = \"vision\", family = \"clip\", source = \"synth:clip\", depth = 6 }\nl = { kind = \"llm\", family = \"llama\", source = \"synth:llama\", layers = 4 }\n[data]\nd = { source = \"synth:world\" }\n[benchmarks]\na = { source = \"synth:a\" }\nb = { source = \"synth:b\" }\n[grid]\nfusion = [\"baseline\"]\n",
+        "[sweep]\nname = \"d\"\n[models]\nv = { kind = \"vision\", family = \"clip\", source = \"synth:clip\", depth = 6 }\nl = { kind = \"llm\", family = \"llama\", source = \"synth:llama\", layers = 4 }\n[data]\nd = { source = \"synth:world\" }\n[benchmarks]\na = { source = \"synth:pope\" }\nb = { source = \"synth:gqa\" }\n[grid]\nfusion = [\"baseline\"]\n",
     );
     let plan = mlvf::plan::load(&p, None).unwrap();
     assert_eq!(plan.cells.len(), 2);

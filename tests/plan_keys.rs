@@ -145,10 +145,14 @@ fn synth_entries_become_prepare_tasks_that_consumers_depend_on() {
         .replace(r#"sft = ["sft"]"#, r#"sft = ["syn"]"#);
     let p = plan(dir.path(), "m.toml", &g);
     let prep = of(&p, StageKind::Prepare);
-    assert_eq!(prep.len(), 2, "the tiny encoder and the synthetic dataset");
+    assert_eq!(
+        prep.len(),
+        2,
+        "the tiny encoder and the world the synthetic dataset is part of"
+    );
     let model = prep.iter().find(|t| t.config["kind"] == "model").unwrap();
     assert_eq!(model.config["entry"]["source"], "synth:clip");
-    let data = prep.iter().find(|t| t.config["kind"] == "dataset").unwrap();
+    let data = prep.iter().find(|t| t.config["kind"] == "world").unwrap();
     for t in of(&p, StageKind::Pretrain) {
         assert!(t.deps.contains(&model.key));
         assert!(

@@ -291,7 +291,8 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A published `prepare` task directory holding `files` (copied under `sub`).
+/// A published `prepare` task directory in the prepare stage's layout: its `prepared.json`
+/// marker naming the entry it built, and `files` copied under `sub`.
 fn prepared(
     root: &Path,
     kind: &str,
@@ -299,24 +300,15 @@ fn prepared(
     files: &Path,
     sub: &str,
 ) -> mlvf::stages::DepDir {
-    use mlvf::plan::config::PrepareConfig;
-    let config = to_json(&PrepareConfig {
-        kind: kind.into(),
-        entry,
-    });
-    let key = task_key(StageKind::Prepare, 1, &config, &[]);
+    let marker = serde_json::json!({"format": "mlvf-prepared/1", "kind": kind, "entry": entry});
+    let key = task_key(StageKind::Prepare, 1, &marker, &[]);
     let dir = root.join(&key.0);
     copy_dir(files, &dir.join(sub));
-    let task = Task {
-        key: key.clone(),
-        stage: StageKind::Prepare,
-        version: 1,
-        config,
-        deps: vec![],
-        cells: vec![0],
-        axes: Default::default(),
-    };
-    std::fs::write(dir.join("spec.json"), serde_json::to_vec(&task).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("prepared.json"),
+        serde_json::to_vec(&marker).unwrap(),
+    )
+    .unwrap();
     mlvf::stages::DepDir {
         stage: StageKind::Prepare,
         key,
@@ -325,7 +317,7 @@ fn prepared(
 }
 
 #[test]
-fn synth_models_and_data_come_from_prepare_dependencies() {
+fn synth_models_come_from_prepare_dependencies() {
     use mlvf::stages::{pretrain::PretrainStage, Stage, StageContext};
     let tmp = tempfile::tempdir().unwrap();
     let synth = |kind: &str, family: &str, what: &str| ModelSpec {
@@ -336,26 +328,12 @@ fn synth_models_and_data_come_from_prepare_dependencies() {
         synth("vision", "clip", "clip"),
         synth("llm", "llama", "llama"),
     );
-    let data = DataSpec {
-        format: None,
-        json: None,
-        images: None,
-        source: Some("synth:captions".into()),
-        params: Default::default(),
-    };
-    // The dataset dir: data.json + images/.
-    let raw = tmp.path().join("raw");
-    std::fs::create_dir_all(&raw).unwrap();
-    std::fs::copy(
-        fixtures().join("llava/pretrain.json"),
-        raw.join("data.json"),
-    )
-    .unwrap();
-    copy_dir(&fixtures().join("llava/images"), &raw.join("images"));
+    // Datasets of a synthetic world are covered by tests/prepare_world.rs; here the models
+    // come from prepare dependencies and the data from files.
+    let data = data_spec("pretrain.json");
     let deps = vec![
         prepared(tmp.path(), "model", to_json(&enc), &vision_dir(), "model"),
         prepared(tmp.path(), "model", to_json(&llm), &llm_dir(), "model"),
-        prepared(tmp.path(), "dataset", to_json(&data), &raw, ""),
     ];
     let config = to_json(&PretrainConfig {
         fusion: Fusion::ExternalModular,
@@ -407,7 +385,7 @@ fn synth_models_and_data_come_from_prepare_dependencies() {
     .unwrap();
     let err = format!("{:#}", PretrainStage.run(&task, &mut ctx).unwrap_err());
     assert!(
-        err.contains("no prepare dependency") && err.contains("synth:clip"),
+        err.contains("prepared model") && err.contains("synth:clip"),
         "{err}"
     );
 }

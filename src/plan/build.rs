@@ -1,6 +1,9 @@
 //! Cells → tasks. Each stage's config is exactly what that stage reads, resolved before hashing:
 //!
-//! * `prepare` (one per `synth:` model, dataset or benchmark): `{kind, entry}`;
+//! * `prepare`: one `{kind: "world", entry}` per distinct synthetic world that any `synth:`
+//!   dataset, benchmark or model reads, and one `{kind: "model", entry}` per `synth:` model
+//!   (depending on its world). `synth:` datasets and benchmarks have no task of their own: their
+//!   consumers depend on the world task (see [`super::synth`] for the manifest spelling);
 //! * `encode` (with `[encode] enabled`; one per encoder × dataset × image preprocessing, never
 //!   per cell): `{encoder, data, image_aspect}`;
 //! * `pretrain`: `{fusion, layers (resolved), encoder, llm, data, hparams, seed}`;
@@ -16,8 +19,10 @@ use super::config::{
     PrepareConfig, PretrainConfig,
 };
 use super::keys::{canonical_json, stage_version, task_key_canonical};
+use super::synth::{self, ResolvedSynth, SynthPart};
 use super::task::{StageKind, Task, TaskKey};
 use crate::layers::{self, Fusion, LayerSet};
+use crate::manifest::entries::Source;
 use crate::manifest::grid::{Axis, CellAxes, Pattern};
 use crate::manifest::stages::{self, EvalSettings, TrainSettings};
 use crate::manifest::{Diagnostics, Loc, Manifest};
@@ -52,8 +57,11 @@ fn stage_index(s: StageKind) -> usize {
 
 /// The key-relevant content of every entry, computed once.
 struct EntryInfo {
+    /// The entry's spec, with a `synth:` entry's `params.world` replaced by the world's config.
     spec: Json,
-    synth: bool,
+    /// What a `synth:` entry resolved to (None for other entries, and for broken ones, which
+    /// were reported).
+    synth: Option<ResolvedSynth>,
 }
 
 struct Builder<'m> {
@@ -70,34 +78,64 @@ struct Builder<'m> {
 }
 
 impl<'m> Builder<'m> {
-    fn new(m: &'m Manifest, locs: HashMap<(String, String), Loc>) -> Self {
-        let info = |spec: Json, synth: bool| EntryInfo { spec, synth };
-        let models = m.models.iter().map(|e| {
-            (
-                e.name.clone(),
-                info(to_json(&ModelSpec::from(e)), e.source.is_synth()),
-            )
-        });
-        let data = m.data.iter().map(|e| {
-            (
-                e.name.clone(),
-                info(to_json(&DataSpec::from(e)), e.is_synth()),
-            )
-        });
-        let benchmarks = m.benchmarks.iter().map(|e| {
-            (
-                e.name.clone(),
-                info(to_json(&BenchmarkSpec::from(e)), e.is_synth()),
-            )
-        });
+    fn new(m: &'m Manifest, locs: HashMap<(String, String), Loc>, d: &mut Diagnostics) -> Self {
+        // Resolves `synth:<what>` and its world; a broken entry is reported once here.
+        let mut info = |section: &str,
+                        name: &str,
+                        spec: Json,
+                        source: Option<&Source>,
+                        family: Option<&str>,
+                        loc: &Loc| {
+            let Some(Source::Synth(what)) = source else {
+                return EntryInfo { spec, synth: None };
+            };
+            let mut spec = spec;
+            let params = spec["params"].as_object().cloned().unwrap_or_default();
+            let resolved = synth::resolve(m, section, name, what, &params, family, loc, d);
+            if let Some(r) = &resolved {
+                spec["params"] = Json::Object(synth::resolved_params(&params, r));
+            }
+            EntryInfo {
+                spec,
+                synth: resolved,
+            }
+        };
+        let mut entries: [HashMap<String, EntryInfo>; 3] = Default::default();
+        for e in &m.models {
+            let spec = to_json(&ModelSpec::from(e));
+            let i = info(
+                "models",
+                &e.name,
+                spec,
+                Some(&e.source),
+                Some(&e.family),
+                &e.loc,
+            );
+            entries[0].insert(e.name.clone(), i);
+        }
+        for e in &m.data {
+            let spec = to_json(&DataSpec::from(e));
+            let i = info("data", &e.name, spec, e.source.as_ref(), None, &e.loc);
+            entries[1].insert(e.name.clone(), i);
+        }
+        for e in &m.benchmarks {
+            let spec = to_json(&BenchmarkSpec::from(e));
+            let i = info("benchmarks", &e.name, spec, e.source.as_ref(), None, &e.loc);
+            entries[2].insert(e.name.clone(), i);
+        }
         Builder {
             m,
             tasks: Default::default(),
             by_key: HashMap::new(),
             memo: HashMap::new(),
-            entries: [models.collect(), data.collect(), benchmarks.collect()],
+            entries,
             locs,
         }
+    }
+
+    /// An entry's spec as the stages see it (`synth:` worlds resolved), typed.
+    fn spec<T: serde::de::DeserializeOwned>(&self, section: &'static str, name: &str) -> Option<T> {
+        serde_json::from_value(self.entry(section, name)?.spec.clone()).ok()
     }
 
     fn entry(&self, section: &'static str, name: &str) -> Option<&EntryInfo> {
@@ -175,35 +213,55 @@ impl<'m> Builder<'m> {
             .unwrap_or_else(|| self.m.grid.loc.clone())
     }
 
-    /// The prepare task of an entry, if it is a `synth:` one.
+    /// The prepare task an entry reads, if it is a `synth:` one: its world's task for datasets
+    /// and benchmarks, its own task (which depends on the world's) for models.
     fn prepare(&mut self, section: &'static str, name: &str, cell: usize) -> Option<TaskKey> {
         let info = self.entry(section, name)?;
-        if !info.synth {
-            return None;
-        }
+        let resolved = info.synth.clone()?;
         let sig = format!("prepare\u{0}{section}\u{0}{name}");
         if let Some(&at) = self.memo.get(&sig) {
             self.serve(at, cell);
+            // A model's world serves this cell too.
+            if let Some(dep) = self.task(at).deps.first().cloned() {
+                let world = self.by_key[&dep];
+                self.serve(world, cell);
+            }
             return Some(self.task(at).key.clone());
         }
-        let kind = match section {
-            "models" => "model",
-            "data" => "dataset",
-            _ => "benchmark",
+        let world = self.world(&resolved, cell);
+        let at = match resolved.part {
+            SynthPart::Model(_) => {
+                let config = to_json(&PrepareConfig {
+                    kind: "model".to_string(),
+                    entry: self.entry(section, name)?.spec.clone(),
+                });
+                self.add(
+                    StageKind::Prepare,
+                    config,
+                    vec![self.task(world).key.clone()],
+                    cell,
+                    BTreeMap::from([(section.to_string(), json!(name))]),
+                )
+            }
+            _ => world,
         };
+        self.memo.insert(sig, at);
+        Some(self.task(at).key.clone())
+    }
+
+    /// The task that generates the world a `synth:` entry reads.
+    fn world(&mut self, r: &ResolvedSynth, cell: usize) -> (usize, usize) {
         let config = to_json(&PrepareConfig {
-            kind: kind.to_string(),
-            entry: info.spec.clone(),
+            kind: "world".to_string(),
+            entry: json!({ "source": "synth:world", "params": r.world }),
         });
-        let at = self.add(
+        self.add(
             StageKind::Prepare,
             config,
             vec![],
             cell,
-            BTreeMap::from([(section.to_string(), json!(name))]),
-        );
-        self.memo.insert(sig, at);
-        Some(self.task(at).key.clone())
+            BTreeMap::from([("world".to_string(), json!(r.world_label))]),
+        )
     }
 
     /// The encode task of (encoder, dataset, preprocessing), when encoding is enabled.
@@ -223,8 +281,8 @@ impl<'m> Builder<'m> {
             return Some(self.task(at).key.clone());
         }
         let config = to_json(&EncodeConfig {
-            encoder: ModelSpec::from(self.m.model(encoder)?),
-            data: DataSpec::from(self.m.dataset(data)?),
+            encoder: self.spec::<ModelSpec>("models", encoder)?,
+            data: self.spec::<DataSpec>("data", data)?,
             image_aspect: aspect,
         });
         let deps: Vec<TaskKey> = [
@@ -331,7 +389,10 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
     for w in &m.grid.when {
         collect_locs(&w.axes, &mut locs);
     }
-    let mut b = Builder::new(m, locs);
+    let mut b = Builder::new(m, locs, d);
+    if d.has_errors() {
+        return Vec::new();
+    }
     // Eval config signature → (config, canonical JSON): shared by every finetune's evals.
     let mut eval_configs: HashMap<String, (Json, String)> = HashMap::new();
 
@@ -400,11 +461,11 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
                 at
             }
             None => {
-                let Some(data) = m.dataset(sft) else {
+                let Some(data) = b.spec::<DataSpec>("data", sft) else {
                     continue;
                 };
                 let config = to_json(&FinetuneConfig {
-                    data: DataSpec::from(data),
+                    data,
                     hparams: hp,
                     seed: seed_of(cell),
                 });
@@ -426,8 +487,11 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
                 base.max_new_tokens = n;
             }
             let settings = with_axes(&base, cell, "eval");
+            let Some(benchmark) = b.spec::<BenchmarkSpec>("benchmarks", bench) else {
+                continue;
+            };
             let config = to_json(&EvalConfig {
-                benchmark: BenchmarkSpec::from(bench_entry),
+                benchmark,
                 settings,
             });
             let canonical = canonical_json(&config);
@@ -475,7 +539,7 @@ fn plan_pretrain(
         text(cell, "pretrain_data")?,
     );
     let (enc, llm) = (m.model(enc_name)?, m.model(llm_name)?);
-    let pt = m.dataset(pt_name)?;
+    m.dataset(pt_name)?;
     let set = match (fusion, text(cell, "layers")) {
         (Fusion::Baseline, _) => None,
         (_, Some(s)) => Some(LayerSet::parse(s).ok()?),
@@ -506,9 +570,9 @@ fn plan_pretrain(
     let config = to_json(&PretrainConfig {
         fusion,
         layers: resolved,
-        encoder: ModelSpec::from(enc),
-        llm: ModelSpec::from(llm),
-        data: DataSpec::from(pt),
+        encoder: b.spec::<ModelSpec>("models", enc_name)?,
+        llm: b.spec::<ModelSpec>("models", llm_name)?,
+        data: b.spec::<DataSpec>("data", pt_name)?,
         hparams: hp,
         seed: seed_of(cell),
     });

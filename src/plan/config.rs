@@ -69,10 +69,12 @@ pub struct BenchmarkSpec {
     pub params: Map<String, Json>,
 }
 
-/// `prepare`: build a `synth:` model, dataset or benchmark.
+/// `prepare`: generate a synthetic world, or train a tiny foundation model on one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrepareConfig {
-    /// `model`, `dataset` or `benchmark`; `entry` is the matching spec.
+    /// `world` (`entry` = `{source: "synth:world", params: <full SynthConfig>}`) or `model`
+    /// (`entry` = the [`ModelSpec`], its `params.world` the full world config; the world's task
+    /// is the only dep). See `crate::plan::synth` for the manifest spelling.
     pub kind: String,
     pub entry: Json,
 }

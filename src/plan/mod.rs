@@ -7,6 +7,7 @@ pub mod explain;
 pub mod keys;
 pub mod render;
 pub mod state;
+pub mod synth;
 pub mod task;
 
 pub use task::{Cell, Plan, StageKind, TableSpec, Task, TaskKey};

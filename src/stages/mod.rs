@@ -8,6 +8,7 @@
 pub mod common;
 pub mod eval;
 pub mod finetune;
+pub mod prepare;
 pub mod pretrain;
 
 use crate::plan::{StageKind, Task, TaskKey};
@@ -138,6 +139,7 @@ impl StageRegistry {
     /// without one fails with a clear message when a task of it runs (never faked).
     pub fn product() -> StageRegistry {
         let mut r = StageRegistry::new();
+        r.register(StageKind::Prepare, Box::new(prepare::PrepareStage));
         r.register(StageKind::Pretrain, Box::new(pretrain::PretrainStage));
         r.register(
             StageKind::Finetune,

@@ -64,6 +64,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod foundation;
 pub mod geometry;
 pub mod language;
 pub mod llava;

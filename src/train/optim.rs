@@ -170,7 +170,9 @@ impl AdamW {
                 };
                 let p = var.as_tensor();
                 let dt = moment_dtype(p);
-                let grad = grad.to_dtype(dt)?;
+                // Detached: a gradient carries the op graph of its backward pass, and moments built
+                // from it would keep every step's activations alive (memory grows each step).
+                let grad = grad.to_dtype(dt)?.detach();
                 let st = match self.state.remove(name) {
                     Some(s) => s,
                     None => Moments {
