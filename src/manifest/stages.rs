@@ -54,7 +54,8 @@ pub struct TrainSettings {
     /// Peak learning rate.
     pub lr: f64,
     pub weight_decay: f64,
-    /// Warm-up length in optimiser steps (wins over `warmup_ratio` when both are set).
+    /// Warm-up length in optimiser steps. Setting it (in a section or a grid axis) clears
+    /// `warmup_ratio`, and setting `warmup_ratio` clears it: the last one written wins.
     pub warmup_steps: Option<u64>,
     /// Warm-up length as a fraction of the total steps.
     pub warmup_ratio: Option<f64>,
@@ -175,6 +176,19 @@ pub fn with_field<T: Serialize + DeserializeOwned>(
         Some(slot) => *slot = value.clone(),
         None => return Err(FieldError::Unknown),
     }
+    // The two warm-up spellings are one setting: writing one replaces the other, so a manifest's
+    // `warmup_ratio` is not shadowed by the paper's pretraining default `warmup_steps = 200`
+    // (nor a `warmup_steps` by finetuning's default ratio).
+    let other = match field {
+        "warmup_ratio" => Some("warmup_steps"),
+        "warmup_steps" => Some("warmup_ratio"),
+        _ => None,
+    };
+    if let Some(other) = other.filter(|_| !value.is_null()) {
+        if let Some(slot) = obj.get_mut(other) {
+            *slot = serde_json::Value::Null;
+        }
+    }
     serde_json::from_value(json).map_err(|e| FieldError::Type(e.to_string()))
 }
 
@@ -182,6 +196,16 @@ pub fn with_field<T: Serialize + DeserializeOwned>(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_warmup_ratio_replaces_the_default_warmup_steps() {
+        let pre = TrainSettings::pretrain_default();
+        assert_eq!(pre.warmup_steps, Some(200));
+        let t = with_field(&pre, "warmup_ratio", &json!(0.03)).unwrap();
+        assert_eq!((t.warmup_steps, t.warmup_ratio), (None, Some(0.03)));
+        let t = with_field(&t, "warmup_steps", &json!(5)).unwrap();
+        assert_eq!((t.warmup_steps, t.warmup_ratio), (Some(5), None));
+    }
 
     #[test]
     fn fields_are_type_checked_and_integers_widen_to_floats() {
