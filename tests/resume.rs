@@ -74,7 +74,7 @@ fn killed_controller_resumes() -> Result<(), Failed> {
             .args(["run", "--no-progress", "--jobs", "2", "--plan-json"])
             .arg(&plan_json)
             .env("MLVF_FAKE_LOG", &log)
-            .env("MLVF_FAKE_SLEEP_MS", "15")
+            .env("MLVF_FAKE_SLEEP_MS", "40")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
