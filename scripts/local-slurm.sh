@@ -58,19 +58,27 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 }
 
+# Whether the daemon whose pid file is $1 is running.
+alive() {
+    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
 start() {
     install
     mkdir -p "$D"/{munge,state,spool,log}
     chown munge:munge "$D/munge"
     chmod 0755 "$D/munge"
     write_conf
-    if ! [ -S "$SOCK" ]; then
+    # Daemons left by an earlier start are reused; stale sockets and pid files (a machine whose
+    # processes were killed, /tmp kept) are cleared first.
+    if ! alive "$D/munge/munged.pid"; then
+        rm -f "$SOCK" "$SOCK.lock" "$D/munge/munged.pid"
         runuser -u munge -- /usr/sbin/munged --socket="$SOCK" --pid-file="$D/munge/munged.pid" \
             --log-file="$D/munge/munged.log" --seed-file="$D/munge/munged.seed"
     fi
     export SLURM_CONF=$CONF
-    /usr/sbin/slurmctld -i -f "$CONF"
-    /usr/sbin/slurmd -N localhost -f "$CONF"
+    alive "$D/slurmctld.pid" || /usr/sbin/slurmctld -i -f "$CONF"
+    alive "$D/slurmd.pid" || /usr/sbin/slurmd -N localhost -f "$CONF"
     for _ in $(seq 1 100); do
         if sinfo -h -o '%t' 2>/dev/null | grep -qx idle; then
             echo "slurm: one idle node (SLURM_CONF=$CONF)"
