@@ -3,13 +3,15 @@
 //! environment, and the stage context as a [`TrainObserver`].
 
 use crate::manifest::entries::Source;
-use crate::model::mllm::ModelPointer;
-use crate::plan::config::{BenchmarkSpec, DataSpec, ModelSpec};
+use crate::manifest::TrainSettings;
+use crate::model::mllm::{Mllm, ModelPointer};
+use crate::plan::config::{DataSpec, ModelSpec};
 use crate::stages::StageContext;
 use crate::train::data::{load_llava_json, LlavaDataset, LoadOptions};
-use crate::train::trainer::{TrainObserver, TrainSummary, TrainerOptions};
+use crate::train::trainer::{train, TrainObserver, TrainSummary, TrainerOptions};
 use anyhow::{bail, Context, Result};
-use std::path::{Path, PathBuf};
+use candle_nn::VarMap;
+use std::path::Path;
 
 /// The loop's run summary, written next to the trained weights.
 pub const TRAINER_STATE_FILE: &str = "trainer_state.json";
@@ -80,14 +82,29 @@ pub fn load_dataset(ctx: &StageContext, spec: &DataSpec) -> Result<LlavaDataset>
     Ok(load_llava_json(&json, &images, &LoadOptions::default())?)
 }
 
-/// The directory of a benchmark entry (`mmeval-jsonl/1`): its `path`, or the part of the
-/// world dependency a `synth:<benchmark>` source names.
-pub fn resolve_benchmark(ctx: &StageContext, spec: &BenchmarkSpec) -> Result<PathBuf> {
-    super::prepare::benchmark_dir(spec, &ctx.deps)
+/// The tail both training stages share: run the loop (resuming from the task's checkpoint
+/// dir), refuse a run stopped early, then write the trained weights (the LLM too when
+/// `save_llm`) and the run summary into the stage output.
+#[allow(clippy::too_many_arguments)]
+pub fn train_and_publish(
+    ctx: &mut StageContext,
+    model: &Mllm,
+    trainable: &VarMap,
+    data: &LlavaDataset,
+    hparams: &TrainSettings,
+    seed: u64,
+    opts: &TrainerOptions,
+    save_llm: bool,
+) -> Result<()> {
+    let ckpt = ctx.checkpoint_dir.clone();
+    let summary = train(model, trainable, data, hparams, seed, &ckpt, opts, ctx)?;
+    ensure_completed(&summary)?;
+    model.save(trainable, &ctx.out_dir, save_llm)?;
+    write_summary(&ctx.out_dir, &summary)
 }
 
 /// Writes the run summary into the stage output.
-pub fn write_summary(dir: &Path, summary: &TrainSummary) -> Result<()> {
+fn write_summary(dir: &Path, summary: &TrainSummary) -> Result<()> {
     crate::model::vision::checkpoint::write_text_atomic(
         &serde_json::to_string_pretty(summary)?,
         &dir.join(TRAINER_STATE_FILE),
@@ -95,7 +112,7 @@ pub fn write_summary(dir: &Path, summary: &TrainSummary) -> Result<()> {
 }
 
 /// Fails a run that was stopped early (`MLVF_STOP_AFTER`): its weights are not a result.
-pub fn ensure_completed(summary: &TrainSummary) -> Result<()> {
+fn ensure_completed(summary: &TrainSummary) -> Result<()> {
     if !summary.completed {
         bail!(
             "training stopped after step {} of {} (MLVF_STOP_AFTER); the next attempt resumes \

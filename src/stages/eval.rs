@@ -11,7 +11,7 @@
 //! Answer length: the benchmark's own `generation.max_new_tokens` (lmms-eval's value), capped
 //! by `[eval] max_new_tokens`. Only greedy decoding is implemented; other settings are refused.
 
-use super::common::resolve_benchmark;
+use super::prepare::benchmark_dir;
 use super::{Stage, StageContext};
 use crate::eval::runner::PREDICTIONS_FILE;
 use crate::eval::{evaluate, run_benchmark, Benchmark, RunInfo, RunOptions};
@@ -45,7 +45,7 @@ impl Stage for EvalStage {
             .or_else(|| ctx.dep(StageKind::Pretrain))
             .context("an eval task needs its finetune task among the deps (re-plan the sweep)")?
             .to_path_buf();
-        let bench_dir = resolve_benchmark(ctx, &cfg.benchmark)?;
+        let bench_dir = benchmark_dir(&cfg.benchmark, &ctx.deps)?;
         let bench = Benchmark::load(&bench_dir)
             .with_context(|| format!("loading benchmark {}", bench_dir.display()))?;
         let device = training_device()?;

@@ -3,13 +3,12 @@
 //! and `mllm.json` (layout: `crate::model::mllm`). Eval loads the result with
 //! `Mllm::load(task_dir)`.
 
-use super::common::{ensure_completed, load_dataset, trainer_options, write_summary};
+use super::common::{load_dataset, train_and_publish, trainer_options};
 use super::{Stage, StageContext};
 use crate::model::mllm::Mllm;
 use crate::plan::config::FinetuneConfig;
 use crate::plan::{StageKind, Task};
-use crate::train::data::ImageAspect;
-use crate::train::trainer::{train, training_device};
+use crate::train::trainer::training_device;
 use anyhow::Context;
 
 /// The finetune stage. `freeze_llm` trains the fusion only (an option, not the paper's recipe).
@@ -28,26 +27,19 @@ impl Stage for FinetuneStage {
             .to_path_buf();
         let device = training_device()?;
         let (mut model, trainable) = Mllm::finetune(&pretrained, self.freeze_llm, &device)?;
-        model.set_image_aspect(match cfg.hparams.image_aspect {
-            crate::manifest::ImageAspect::Square => ImageAspect::Square,
-            crate::manifest::ImageAspect::Pad => ImageAspect::Pad,
-        });
+        model.set_image_aspect(cfg.hparams.image_aspect.into());
         let data = load_dataset(ctx, &cfg.data)?;
         let mut opts = trainer_options()?;
         opts.group_by_modality = true; // LLaVA's finetuning recipe
-        let ckpt = ctx.checkpoint_dir.clone();
-        let summary = train(
+        train_and_publish(
+            ctx,
             &model,
             &trainable,
             &data,
             &cfg.hparams,
             cfg.seed,
-            &ckpt,
             &opts,
-            ctx,
-        )?;
-        ensure_completed(&summary)?;
-        model.save(&trainable, &ctx.out_dir, !self.freeze_llm)?;
-        write_summary(&ctx.out_dir, &summary)
+            !self.freeze_llm,
+        )
     }
 }

@@ -2,17 +2,14 @@
 //! the LLM frozen (paper.md §1.6, stage 1), and publishes `mllm.json` + `mm_fusion.safetensors`
 //! (layout: `crate::model::mllm`).
 
-use super::common::{
-    ensure_completed, load_dataset, resolve_model, trainer_options, write_summary,
-};
+use super::common::{load_dataset, resolve_model, train_and_publish, trainer_options};
 use super::{Stage, StageContext};
 use crate::model::fusion::MmFuserConfig;
 use crate::model::llm::CrossAttnConfig;
 use crate::model::mllm::{Mllm, MllmSpec};
 use crate::plan::config::PretrainConfig;
 use crate::plan::Task;
-use crate::train::data::ImageAspect;
-use crate::train::trainer::{train, training_device};
+use crate::train::trainer::training_device;
 use anyhow::Context;
 
 /// The pretrain stage.
@@ -32,30 +29,23 @@ impl Stage for PretrainStage {
             llm_layers: cfg.llm.layers,
             mmfuser: MmFuserConfig::default(),
             xattn: CrossAttnConfig::default(),
-            image_aspect: match cfg.hparams.image_aspect {
-                crate::manifest::ImageAspect::Square => ImageAspect::Square,
-                crate::manifest::ImageAspect::Pad => ImageAspect::Pad,
-            },
+            image_aspect: cfg.hparams.image_aspect.into(),
         };
         spec.mmfuser = mmfuser_for(&spec.vision.dir)?;
         let device = training_device()?;
         let (model, trainable) = Mllm::pretrain(&spec, cfg.seed, &device)?;
         let data = load_dataset(ctx, &cfg.data)?;
         let opts = trainer_options()?;
-        let ckpt = ctx.checkpoint_dir.clone();
-        let summary = train(
+        train_and_publish(
+            ctx,
             &model,
             &trainable,
             &data,
             &cfg.hparams,
             cfg.seed,
-            &ckpt,
             &opts,
-            ctx,
-        )?;
-        ensure_completed(&summary)?;
-        model.save(&trainable, &ctx.out_dir, false)?;
-        write_summary(&ctx.out_dir, &summary)
+            false,
+        )
     }
 }
 

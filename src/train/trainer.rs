@@ -153,13 +153,6 @@ pub fn lr_multiplier(scheduler: Scheduler, schedule: &CosineSchedule, step: u64)
     }
 }
 
-fn data_aspect(hp: &TrainSettings) -> ImageAspect {
-    match hp.image_aspect {
-        crate::manifest::ImageAspect::Square => ImageAspect::Square,
-        crate::manifest::ImageAspect::Pad => ImageAspect::Pad,
-    }
-}
-
 fn template(hp: &TrainSettings) -> TemplateKind {
     match hp.template {
         Template::Plain => TemplateKind::Plain,
@@ -180,7 +173,7 @@ pub fn loader_config(
             max_len: hp.max_len as usize,
             image_tokens: model.config().image_tokens,
         },
-        aspect: data_aspect(hp),
+        aspect: ImageAspect::from(hp.image_aspect),
         sampler: SamplerConfig {
             seed,
             shuffle: true,
