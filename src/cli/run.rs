@@ -99,15 +99,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.verify_checksums {
         opts.verify = VerifyLevel::Full;
     }
-    let stop = opts.stop.clone();
-    // First Ctrl-C: stop cleanly (running workers are terminated and recorded as interrupted).
-    // Second: exit at once; the next `mlvf run` cleans up.
-    let _ = ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("mlvf: stopping: terminating running tasks (Ctrl-C again to exit at once)");
-    });
+    // Running workers are terminated and recorded as interrupted; the next `mlvf run` cleans up.
+    on_ctrl_c(
+        opts.stop.clone(),
+        "mlvf: stopping: terminating running tasks (Ctrl-C again to exit at once)",
+    );
     let s = run_sweep(&plan, &opts)?;
     println!(
         "sweep {}: {} tasks: {} cached, {} ran, {} failed, {} blocked{}",
@@ -150,4 +146,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// First Ctrl-C: raise `stop` and say `message`; second: exit at once (code 130).
+pub(super) fn on_ctrl_c(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    message: &'static str,
+) {
+    let _ = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("{message}");
+    });
 }

@@ -6,7 +6,6 @@ use crate::exec::slurm::{run_slurm, SlurmConfig, SlurmOptions};
 use crate::plan::Plan;
 use crate::store::VerifyLevel;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 
 /// Runs `plan` on Slurm with the manifest's `[executor]` settings.
 pub fn run(plan: &Plan, config: SlurmConfig, args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -18,15 +17,10 @@ pub fn run(plan: &Plan, config: SlurmConfig, args: &RunArgs) -> anyhow::Result<E
     if args.verify_checksums {
         opts.verify = VerifyLevel::Full;
     }
-    let stop = opts.stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!(
-            "mlvf: no longer following the jobs (they keep running; `mlvf status` shows them)"
-        );
-    });
+    super::run::on_ctrl_c(
+        opts.stop.clone(),
+        "mlvf: no longer following the jobs (they keep running; `mlvf status` shows them)",
+    );
     let s = run_slurm(plan, &opts)?;
     if opts.dry_run {
         for (name, text) in &s.scripts {
