@@ -220,6 +220,34 @@ fn encode_tasks_are_per_encoder_dataset_and_preprocessing() {
 }
 
 #[test]
+fn encode_budget_is_a_runtime_option_outside_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = plan(
+        dir.path(),
+        "a.toml",
+        &format!("[encode]\nenabled = true\n{GRID}"),
+    );
+    let b = plan(
+        dir.path(),
+        "b.toml",
+        &format!("[encode]\nenabled = true\nbudget_gb = 0.5\n{GRID}"),
+    );
+    assert_eq!(keys(&a, StageKind::Encode), keys(&b, StageKind::Encode));
+    assert_eq!(keys(&a, StageKind::Pretrain), keys(&b, StageKind::Pretrain));
+    for t in of(&b, StageKind::Encode) {
+        assert_eq!(t.runtime["budget_gb"], serde_json::json!(0.5));
+    }
+    assert!(of(&a, StageKind::Encode)
+        .iter()
+        .all(|t| t.runtime.is_empty()));
+    assert!(b
+        .tasks
+        .iter()
+        .filter(|t| t.stage != StageKind::Encode)
+        .all(|t| t.runtime.is_empty()));
+}
+
+#[test]
 fn tasks_come_in_topological_order() {
     let dir = tempfile::tempdir().unwrap();
     let g = format!(

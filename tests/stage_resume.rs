@@ -57,6 +57,7 @@ fn pretrain_task(root: &Path) -> TaskKey {
             deps: vec![],
             cells: vec![0],
             axes: Default::default(),
+            runtime: Default::default(),
         },
     )
     .unwrap();

@@ -57,6 +57,7 @@ fn add_task(
         deps,
         cells: vec![0],
         axes: Default::default(),
+        runtime: Default::default(),
     };
     write_spec(root, &task).unwrap();
     key
@@ -352,6 +353,7 @@ fn synth_models_come_from_prepare_dependencies() {
         deps: deps.iter().map(|d| d.key.clone()).collect(),
         cells: vec![0],
         axes: Default::default(),
+        runtime: Default::default(),
     };
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();

@@ -490,6 +490,7 @@ mod tests {
                 .collect(),
             cells: vec![0],
             axes: Default::default(),
+            runtime: Default::default(),
         };
         Plan {
             sweep: "tiny".into(),

@@ -196,6 +196,7 @@ impl<'m> Builder<'m> {
                     deps,
                     cells: Vec::new(),
                     axes,
+                    runtime: Default::default(),
                 });
                 let at = (s, self.tasks[s].len() - 1);
                 self.by_key.insert(key, at);
@@ -298,6 +299,12 @@ impl<'m> Builder<'m> {
             ("image_aspect".to_string(), json!(aspect.as_str())),
         ]);
         let at = self.add(StageKind::Encode, config, deps, cell, labels);
+        if let Some(gb) = self.m.encode.budget_gb {
+            // Bounds the run, never changes the output: a run-time option, not in the key.
+            let t = &mut self.tasks[at.0][at.1];
+            t.runtime
+                .insert(crate::stages::encode::BUDGET_OPTION.into(), json!(gb));
+        }
         self.memo.insert(sig, at);
         Some(self.task(at).key.clone())
     }

@@ -212,6 +212,7 @@ mod tests {
             deps: deps.into_iter().map(|d| TaskKey(d.into())).collect(),
             cells: vec![],
             axes: BTreeMap::new(),
+            runtime: Default::default(),
         }
     }
 

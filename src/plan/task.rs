@@ -91,6 +91,11 @@ pub struct Task {
     /// the current plan by stage + these values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub axes: BTreeMap<String, serde_json::Value>,
+    /// Run-time options, not part of the key: settings that bound how a stage runs without
+    /// changing what it publishes (`[encode] budget_gb` on encode tasks). The spec is the
+    /// worker's only input, so they travel here; a changed value rewrites the spec.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runtime: BTreeMap<String, serde_json::Value>,
 }
 
 /// One point of the grid: the value of every axis that applies to it.

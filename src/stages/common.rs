@@ -6,12 +6,15 @@ use crate::manifest::entries::Source;
 use crate::manifest::TrainSettings;
 use crate::model::mllm::{Mllm, ModelPointer};
 use crate::plan::config::{DataSpec, ModelSpec};
+use crate::plan::StageKind;
 use crate::stages::StageContext;
-use crate::train::data::{load_llava_json, LlavaDataset, LoadOptions};
+use crate::train::data::{load_llava_json, ImageAspect, LlavaDataset, LoadOptions};
+use crate::train::encoded::EncodedFeatures;
 use crate::train::trainer::{train, TrainObserver, TrainSummary, TrainerOptions};
 use anyhow::{bail, Context, Result};
 use candle_nn::VarMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The loop's run summary, written next to the trained weights.
 pub const TRAINER_STATE_FILE: &str = "trainer_state.json";
@@ -53,6 +56,39 @@ pub fn trainer_options() -> Result<TrainerOptions> {
     }
     o.stop_after = var("MLVF_STOP_AFTER")?;
     Ok(o)
+}
+
+/// The features of the task's `encode` dependency, opened and checked against the model
+/// (encoder, token count, width, hidden states it reads, image aspect); `None` when the task
+/// has no encode dependency (`[encode]` off), and the tower runs as usual.
+pub fn encoded_features(
+    ctx: &StageContext,
+    model: &Mllm,
+    data: &LlavaDataset,
+    aspect: ImageAspect,
+) -> Result<Option<Arc<EncodedFeatures>>> {
+    let Some(dir) = ctx.dep(StageKind::Encode) else {
+        return Ok(None);
+    };
+    let enc = EncodedFeatures::open(dir, &data.image_folder)?;
+    let vision = &model.config().vision;
+    if enc.manifest().encoder != vision.source {
+        bail!(
+            "the encode output {} was made with encoder `{}`, this model's tower is `{}` \
+             (re-plan the sweep)",
+            dir.display(),
+            enc.manifest().encoder,
+            vision.source
+        );
+    }
+    let cfg = model.tower().config();
+    enc.check_fits(
+        model.vision_indices(),
+        cfg.num_patches(),
+        cfg.hidden_size,
+        aspect,
+    )?;
+    Ok(Some(Arc::new(enc)))
 }
 
 /// Where a model entry's HF-layout directory is.

@@ -3,7 +3,7 @@
 //! and `mllm.json` (layout: `crate::model::mllm`). Eval loads the result with
 //! `Mllm::load(task_dir)`.
 
-use super::common::{load_dataset, train_and_publish, trainer_options};
+use super::common::{encoded_features, load_dataset, train_and_publish, trainer_options};
 use super::{Stage, StageContext};
 use crate::model::mllm::Mllm;
 use crate::plan::config::FinetuneConfig;
@@ -31,6 +31,7 @@ impl Stage for FinetuneStage {
         let data = load_dataset(ctx, &cfg.data)?;
         let mut opts = trainer_options()?;
         opts.group_by_modality = true; // LLaVA's finetuning recipe
+        opts.encoded = encoded_features(ctx, &model, &data, cfg.hparams.image_aspect.into())?;
         train_and_publish(
             ctx,
             &model,

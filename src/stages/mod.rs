@@ -6,6 +6,7 @@
 //! state in [`StageContext::checkpoint_dir`], and records metrics through the context.
 
 pub mod common;
+pub mod encode;
 pub mod eval;
 pub mod finetune;
 pub mod prepare;
@@ -140,6 +141,7 @@ impl StageRegistry {
     pub fn product() -> StageRegistry {
         let mut r = StageRegistry::new();
         r.register(StageKind::Prepare, Box::new(prepare::PrepareStage));
+        r.register(StageKind::Encode, Box::new(encode::EncodeStage));
         r.register(StageKind::Pretrain, Box::new(pretrain::PretrainStage));
         r.register(
             StageKind::Finetune,

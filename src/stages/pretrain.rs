@@ -2,7 +2,9 @@
 //! the LLM frozen (paper.md §1.6, stage 1), and publishes `mllm.json` + `mm_fusion.safetensors`
 //! (layout: `crate::model::mllm`).
 
-use super::common::{load_dataset, resolve_model, train_and_publish, trainer_options};
+use super::common::{
+    encoded_features, load_dataset, resolve_model, train_and_publish, trainer_options,
+};
 use super::{Stage, StageContext};
 use crate::model::fusion::MmFuserConfig;
 use crate::model::llm::CrossAttnConfig;
@@ -35,7 +37,8 @@ impl Stage for PretrainStage {
         let device = training_device()?;
         let (model, trainable) = Mllm::pretrain(&spec, cfg.seed, &device)?;
         let data = load_dataset(ctx, &cfg.data)?;
-        let opts = trainer_options()?;
+        let mut opts = trainer_options()?;
+        opts.encoded = encoded_features(ctx, &model, &data, spec.image_aspect)?;
         train_and_publish(
             ctx,
             &model,

@@ -6,12 +6,17 @@ use crate::store::{layout, write_atomic};
 use anyhow::{bail, Context};
 use std::path::Path;
 
-/// Writes a task's spec unless an identical one is there. The key is a hash of the content
-/// that matters, so an existing spec only differs in which cells it lists.
+/// Writes a task's spec unless an equivalent one is there. The key is a hash of the content
+/// that matters, so an existing spec only differs in which cells it lists and in its run-time
+/// options (`Task::runtime`, e.g. a raised `[encode] budget_gb`); a spec whose options differ
+/// is replaced so the next attempt runs with the manifest's current ones.
 pub fn write_spec(root: &Path, task: &Task) -> anyhow::Result<()> {
     let path = layout::spec_path(root, &task.key);
-    if path.exists() {
-        return Ok(());
+    if let Ok(bytes) = std::fs::read(&path) {
+        match serde_json::from_slice::<Task>(&bytes) {
+            Ok(old) if old.runtime == task.runtime => return Ok(()),
+            _ => {}
+        }
     }
     write_atomic(&path, &serde_json::to_vec_pretty(task)?)
 }

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod encoded;
 pub mod grad;
 pub mod loss;
 pub mod optim;

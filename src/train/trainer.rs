@@ -27,6 +27,7 @@ use crate::train::data::{
     Batch, DataLoader, DataPosition, ImageAspect, ImagePreprocessor, LlavaDataset, LoaderConfig,
     OnError, SamplerConfig, TemplateKind, TokenBudget,
 };
+use crate::train::encoded::EncodedFeatures;
 use crate::train::grad::{clip_grad_norm, GradAccumulator};
 use crate::train::optim::{named_vars, param_groups, AdamW, AdamWConfig};
 use crate::train::schedule::{CosineSchedule, Warmup};
@@ -36,6 +37,7 @@ use candle_nn::VarMap;
 use rand::SeedableRng;
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Loop settings that do not change the result (so they are not part of a task's key), except
@@ -62,6 +64,9 @@ pub struct TrainerOptions {
     /// A separate base learning rate for the fusion weights (LLaVA's `mm_projector_lr`); `None`
     /// = one learning rate for everything, the paper's recipe.
     pub fusion_lr: Option<f64>,
+    /// The `encode` stage's output for this dataset: tower features are read from it instead of
+    /// computed (same values; see `crate::train::encoded`).
+    pub encoded: Option<Arc<EncodedFeatures>>,
 }
 
 impl Default for TrainerOptions {
@@ -76,6 +81,7 @@ impl Default for TrainerOptions {
             feature_cache_bytes: 1 << 30,
             group_by_modality: false,
             fusion_lr: None,
+            encoded: None,
         }
     }
 }
@@ -203,6 +209,29 @@ pub fn batch_features(
                 None => todo.push(r),
             },
         }
+    }
+    if let (false, Some(enc)) = (todo.is_empty(), cache.encoded()) {
+        let tower = model.tower();
+        for &r in &todo {
+            let spec = batch.images[r].as_ref().unwrap();
+            if spec.aspect != enc.aspect() {
+                bail!(
+                    "record {} wants its image made {}, the encode output {} holds {} images",
+                    batch.ids[r],
+                    spec.aspect.as_str(),
+                    enc.dir().display(),
+                    enc.aspect().as_str()
+                );
+            }
+            let f = enc.features(
+                &spec.path,
+                model.vision_indices(),
+                tower.device(),
+                tower.dtype(),
+            )?;
+            rows[r] = Some(f);
+        }
+        todo.clear();
     }
     if !todo.is_empty() {
         let proc = model.image_processor();
@@ -371,7 +400,7 @@ pub fn train(
         indicatif::ProgressBar::hidden()
     };
     bar.set_position(step);
-    let mut cache = FeatureCache::new(opts.feature_cache_bytes);
+    let mut cache = FeatureCache::new(opts.feature_cache_bytes).backed_by(opts.encoded.clone());
     let mut last_loss = f64::NAN;
     let mut epochs_without_batch = 0;
     while step < total {
@@ -479,8 +508,13 @@ pub fn train(
     obs.metric("train_loss", None, train_loss)?;
     obs.log(&format!(
         "trained {step} steps: train_loss {train_loss:.4}, {tokens_total} tokens, feature cache \
-         {} hits / {} misses",
-        cache.hits, cache.misses
+         {} hits / {} misses{}",
+        cache.hits,
+        cache.misses,
+        match cache.encoded() {
+            Some(e) => format!(" (misses read from {})", e.dir().display()),
+            None => " (misses ran the tower)".into(),
+        }
     ));
     Ok(TrainSummary {
         steps: step,

@@ -148,6 +148,7 @@ pub fn fake_plan(
         deps: vec![],
         cells: vec![],
         axes: Default::default(),
+        runtime: Default::default(),
     };
     tasks.push(prep.clone());
     let mut models: Vec<(String, Option<String>, u64)> = Vec::new();
@@ -169,6 +170,7 @@ pub fn fake_plan(
             deps: vec![prep.key.clone()],
             cells: vec![],
             axes: Default::default(),
+            runtime: Default::default(),
         };
         let pt_idx = tasks.len();
         tasks.push(pt.clone());
@@ -192,6 +194,7 @@ pub fn fake_plan(
                 deps: vec![pt.key.clone()],
                 cells: vec![cell],
                 axes: Default::default(),
+                runtime: Default::default(),
             };
             tasks[0].cells.push(cell);
             tasks[pt_idx].cells.push(cell);

@@ -245,6 +245,7 @@ mod tests {
             deps: deps.iter().map(|d| TaskKey(d.to_string())).collect(),
             cells: vec![],
             axes: Default::default(),
+            runtime: Default::default(),
         }
     }
 

@@ -4,10 +4,12 @@
 
 use crate::model::preprocess::{load_rgb, AspectMode, ImageProcessor, ResizeTarget};
 use crate::train::data::{ImageAspect, ImagePreprocessor};
+use crate::train::encoded::EncodedFeatures;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 impl ImagePreprocessor for ImageProcessor {
     fn pixel_values(&self, path: &Path, aspect: ImageAspect) -> Result<Tensor> {
@@ -38,15 +40,17 @@ impl ImagePreprocessor for ImageProcessor {
 }
 
 /// Selected hidden states per image (`[1, n, dv]` each), up to a byte budget: once full, new
-/// images are computed every time instead of cached.
+/// images are computed every time instead of cached. When backed by an `encode` stage's output
+/// ([`FeatureCache::backed_by`]), a miss reads that output instead of running the tower.
 #[derive(Debug, Default)]
 pub struct FeatureCache {
     entries: HashMap<(PathBuf, ImageAspect), Vec<Tensor>>,
     bytes: usize,
     limit: usize,
+    encoded: Option<Arc<EncodedFeatures>>,
     /// Lookups answered from the cache.
     pub hits: u64,
-    /// Lookups that ran the tower.
+    /// Lookups that missed the cache (answered by the encode output when backed, else the tower).
     pub misses: u64,
 }
 
@@ -57,6 +61,19 @@ impl FeatureCache {
             limit: limit_bytes,
             ..Default::default()
         }
+    }
+
+    /// Misses are answered from `encoded` (an encode stage's output) instead of the tower.
+    /// Those features are not copied into the cache: the shards are memory-mapped, so the OS
+    /// page cache already holds what is read often.
+    pub fn backed_by(mut self, encoded: Option<Arc<EncodedFeatures>>) -> Self {
+        self.encoded = encoded;
+        self
+    }
+
+    /// The encode output behind the cache, if any.
+    pub fn encoded(&self) -> Option<&EncodedFeatures> {
+        self.encoded.as_deref()
     }
 
     /// The cached features of `(path, aspect)`, if any.
