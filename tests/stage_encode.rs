@@ -318,3 +318,146 @@ fn budget_and_broken_outputs_are_clear_errors() {
         "{err}"
     );
 }
+
+/// The saving, measured (not asserted): N pretrain cells that share one (encoder, dataset), each
+/// running the tower itself vs. one encode task + N cells reading it. A 12-layer, 256-wide CLIP
+/// tower on 112-px images (64 patches), 48 images, the fixture LLM, 1 epoch of 12 steps per cell.
+/// Figures in BENCHMARKS.md. Run:
+///   cargo test --test stage_encode -- --ignored --nocapture encode_saving
+#[test]
+#[ignore]
+fn encode_saving() {
+    use mlvf::layers::{resolve, EncoderDepth, LayerSet};
+    use mlvf::model::vision::{VisionArch, VisionConfig, VisionTower};
+    use std::time::Instant;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let vdir = tmp.path().join("vision");
+    let vcfg = VisionConfig {
+        hidden_size: 256,
+        intermediate_size: 1024,
+        num_hidden_layers: 12,
+        num_attention_heads: 8,
+        image_size: 112,
+        patch_size: 14,
+        ..VisionConfig::hf_defaults(VisionArch::Clip)
+    };
+    let map = candle_nn::VarMap::new();
+    VisionTower::new_trainable(&vcfg, &map, candle_core::DType::F32, &cpu())
+        .unwrap()
+        .save(&vdir)
+        .unwrap();
+    // 48 images and captions.
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("images")).unwrap();
+    let colors = ["red", "green", "blue", "white"];
+    let mut records = Vec::new();
+    for i in 0..48u32 {
+        let img = image::RgbImage::from_fn(128, 112, |x, y| {
+            image::Rgb([(x * 2 + i) as u8, (y * 2) as u8, (i * 5) as u8])
+        });
+        img.save(data.join(format!("images/{i}.png"))).unwrap();
+        records.push(serde_json::json!({
+            "id": i.to_string(), "image": format!("{i}.png"),
+            "conversations": [
+                {"from": "human", "value": "<image>\nDescribe."},
+                {"from": "gpt", "value": format!("a {} square number {i}", colors[i as usize % 4])}
+            ]
+        }));
+    }
+    std::fs::write(
+        data.join("data.json"),
+        serde_json::to_vec(&records).unwrap(),
+    )
+    .unwrap();
+    let data_spec = DataSpec {
+        format: Some("llava-json".into()),
+        json: Some(data.join("data.json").display().to_string()),
+        images: Some(data.join("images").display().to_string()),
+        source: None,
+        params: Default::default(),
+    };
+    let mut enc_spec = model_spec("vision", "clip", &vdir);
+    enc_spec.depth = Some(12);
+    let depth = EncoderDepth {
+        layers: 12,
+        drop_last: false,
+    };
+    let cells = [
+        (Fusion::ExternalDirect, "3-18-23"),
+        (Fusion::ExternalDirect, "former"),
+        (Fusion::ExternalModular, "3-18-23"),
+        (Fusion::InternalDirect, "3-18-23"),
+    ];
+    let config = |(fusion, set): (Fusion, &str)| {
+        let mut hp = hparams(1e-3, 1000, 4, 1, Template::Plain);
+        hp.epochs = 1;
+        hp.max_steps = None;
+        to_json(&PretrainConfig {
+            fusion,
+            layers: resolve(
+                fusion,
+                Some(&LayerSet::parse(set).unwrap()),
+                depth,
+                LLM_LAYERS,
+            )
+            .unwrap(),
+            encoder: enc_spec.clone(),
+            llm: model_spec("llm", "llama", &llm_dir()),
+            data: data_spec.clone(),
+            hparams: hp,
+            seed: 0,
+        })
+    };
+    let reg = StageRegistry::product();
+    let timed = |key: &TaskKey| {
+        let t = Instant::now();
+        run_task(&root, key, None, &reg).unwrap();
+        t.elapsed().as_secs_f64()
+    };
+    let mut plain = Vec::new();
+    for c in cells {
+        let key = add(&root, &task(StageKind::Pretrain, config(c), vec![]));
+        plain.push(timed(&key));
+    }
+    let enc = add(
+        &root,
+        &task(
+            StageKind::Encode,
+            to_json(&EncodeConfig {
+                encoder: enc_spec.clone(),
+                data: data_spec.clone(),
+                image_aspect: ImageAspect::Square,
+            }),
+            vec![],
+        ),
+    );
+    let encode = timed(&enc);
+    let mut encoded = Vec::new();
+    for c in cells {
+        let key = add(
+            &root,
+            &task(StageKind::Pretrain, config(c), vec![enc.clone()]),
+        );
+        encoded.push(timed(&key));
+    }
+    let (p, e): (f64, f64) = (plain.iter().sum(), encoded.iter().sum());
+    eprintln!(
+        "encode_saving: {} cells; without [encode]: {:.2} s ({:?}); with: encode {:.2} s + cells \
+         {:.2} s ({:?}) = {:.2} s; saving {:.0} %",
+        cells.len(),
+        p,
+        plain
+            .iter()
+            .map(|x| (x * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
+        encode,
+        e,
+        encoded
+            .iter()
+            .map(|x| (x * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
+        encode + e,
+        100.0 * (1.0 - (encode + e) / p)
+    );
+}
