@@ -311,3 +311,23 @@ fn towers_too_shallow_to_fuse_are_rejected_at_their_depth() {
         ],
     );
 }
+
+#[test]
+fn a_bad_on_error_is_located_and_gets_a_did_you_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "m.toml", GRID);
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        r#"json = "pt.json", images = "img" }"#,
+        r#"json = "pt.json", images = "img", on_error = "skp" }"#,
+    );
+    std::fs::write(&p, text).unwrap();
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "\"skp\""),
+            "[data.pt]: unknown on_error `skp`",
+            "did you mean `skip`?",
+        ],
+    );
+}

@@ -220,6 +220,41 @@ fn encode_tasks_are_per_encoder_dataset_and_preprocessing() {
 }
 
 #[test]
+fn on_error_skip_enters_the_data_spec_and_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = plan(dir.path(), "a.toml", GRID);
+    let with = |v: &str| {
+        let p = manifest_common::write(dir.path(), &format!("{v}.toml"), GRID);
+        let text = std::fs::read_to_string(&p).unwrap().replace(
+            r#"json = "pt.json", images = "img" }"#,
+            &format!(r#"json = "pt.json", images = "img", on_error = "{v}" }}"#),
+        );
+        std::fs::write(&p, text).unwrap();
+        mlvf::plan::load(&p, None).unwrap()
+    };
+    let (fail, skip) = (with("fail"), with("skip"));
+    assert_eq!(
+        keys(&base, StageKind::Pretrain),
+        keys(&fail, StageKind::Pretrain),
+        "writing the default changes nothing"
+    );
+    assert!(keys(&base, StageKind::Pretrain).is_disjoint(&keys(&skip, StageKind::Pretrain)));
+    assert_eq!(
+        keys(&base, StageKind::Finetune).len(),
+        keys(&skip, StageKind::Finetune).len()
+    );
+    for t in of(&skip, StageKind::Pretrain) {
+        assert_eq!(t.config["data"]["on_error"], "skip");
+    }
+    for t in of(&skip, StageKind::Finetune) {
+        assert!(
+            t.config["data"].get("on_error").is_none(),
+            "sft is not skip"
+        );
+    }
+}
+
+#[test]
 fn encode_budget_is_a_runtime_option_outside_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let a = plan(

@@ -44,6 +44,7 @@ fn data_spec(json: &str) -> DataSpec {
         images: Some(f.join("images").display().to_string()),
         source: None,
         params: Default::default(),
+        on_error: None,
     }
 }
 
@@ -376,6 +377,7 @@ fn encode_saving() {
         images: Some(data.join("images").display().to_string()),
         source: None,
         params: Default::default(),
+        on_error: None,
     };
     let mut enc_spec = model_spec("vision", "clip", &vdir);
     enc_spec.depth = Some(12);

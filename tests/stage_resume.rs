@@ -41,6 +41,7 @@ fn pretrain_task(root: &Path) -> TaskKey {
             images: Some(f.join("images").display().to_string()),
             source: None,
             params: Default::default(),
+            on_error: None,
         },
         hparams: hparams(1e-2, 6, 1, 1, Template::Plain),
         seed: 4,

@@ -38,6 +38,7 @@ fn data_spec(json: &str) -> DataSpec {
         images: Some(f.join("images").display().to_string()),
         source: None,
         params: Default::default(),
+        on_error: None,
     }
 }
 
@@ -390,4 +391,59 @@ fn synth_models_come_from_prepare_dependencies() {
         err.contains("prepared model") && err.contains("synth:clip"),
         "{err}"
     );
+}
+
+/// A dataset entry's `on_error = "skip"` reaches the loaders: a record whose image is missing
+/// is left out and counted in `skipped_records`; under the default it fails naming the record.
+#[test]
+fn on_error_skip_trains_without_malformed_records_and_counts_them() {
+    let store = tempfile::tempdir().unwrap();
+    let root = store.path();
+    let mut records: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("llava/pretrain.json")).unwrap(),
+    )
+    .unwrap();
+    let mut bad = records[0].clone();
+    bad["id"] = "broken".into();
+    bad["image"] = "00000/missing.png".into();
+    records.push(bad);
+    let json = root.join("with-broken.json");
+    std::fs::write(&json, serde_json::to_vec(&records).unwrap()).unwrap();
+    let data = |on_error| DataSpec {
+        json: Some(json.display().to_string()),
+        on_error,
+        ..data_spec("pretrain.json")
+    };
+    let config = |on_error| {
+        to_json(&PretrainConfig {
+            fusion: Fusion::ExternalDirect,
+            layers: layers(Fusion::ExternalDirect, "idx:1-2-3"),
+            encoder: model_spec("vision", "clip", &vision_dir()),
+            llm: model_spec("llm", "llama", &llm_dir()),
+            data: data(on_error),
+            hparams: hparams(1e-3, 1, 2, 1, Template::Plain),
+            seed: 0,
+        })
+    };
+    let reg = StageRegistry::product();
+    let fail = add_task(root, StageKind::Pretrain, config(None), vec![]);
+    let err = format!("{:#}", run_task(root, &fail, None, &reg).unwrap_err());
+    assert!(err.contains("missing.png"), "{err}");
+    let skip = add_task(
+        root,
+        StageKind::Pretrain,
+        config(Some(mlvf::train::data::OnError::Skip)),
+        vec![],
+    );
+    run_task(root, &skip, None, &reg).unwrap();
+    let m = metrics(&layout::task_dir(root, StageKind::Pretrain, &skip));
+    let value = |n: &str| {
+        m.iter()
+            .find(|r| r["name"] == n && r["step"].is_null())
+            .unwrap_or_else(|| panic!("metric {n} missing"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(value("skipped_records"), 1.0);
+    assert_eq!(value("skipped_samples"), 0.0);
 }

@@ -8,6 +8,7 @@ use super::diag::{suggest, Diagnostics};
 use super::read;
 use super::source::{Entry, Loc, Sources};
 use crate::layers::EncoderDepth;
+use crate::train::data::OnError;
 use serde_json::{Map, Value as Json};
 use std::path::{Component, Path, PathBuf};
 
@@ -162,6 +163,9 @@ pub struct DataEntry {
     /// `synth:<what>` for a generated dataset.
     pub source: Option<Source>,
     pub params: Map<String, Json>,
+    /// `on_error = "skip"`: malformed records (and samples that cannot be trained on) are left
+    /// out and counted instead of failing the stage. Default `fail`.
+    pub on_error: OnError,
 }
 
 impl DataEntry {
@@ -389,7 +393,7 @@ pub fn dataset(e: &Entry, sources: &Sources, d: &mut Diagnostics) -> Option<Data
     };
     read::check_keys(
         t,
-        &["format", "json", "images", "source", "params"],
+        &["format", "json", "images", "source", "params", "on_error"],
         &what,
         d,
     );
@@ -399,6 +403,24 @@ pub fn dataset(e: &Entry, sources: &Sources, d: &mut Diagnostics) -> Option<Data
     let json = path_of(t, "json", &what, sources, d);
     let images = path_of(t, "images", &what, sources, d);
     let params = read::params(t, &what, d);
+    let on_error = match read::string(t, "on_error", &what, d) {
+        None => OnError::Fail,
+        Some((v, loc)) => match v.as_str() {
+            "fail" => OnError::Fail,
+            "skip" => OnError::Skip,
+            _ => {
+                d.error(
+                    &loc,
+                    format!("{what}: unknown on_error `{v}`"),
+                    Some(format!(
+                        "{} (`skip` leaves malformed records out and counts them)",
+                        suggest(&v, &["fail", "skip"])
+                    )),
+                );
+                OnError::Fail
+            }
+        },
+    };
     match &source {
         Some(Source::Synth(_)) => {
             for k in ["format", "json", "images"] {
@@ -449,6 +471,7 @@ pub fn dataset(e: &Entry, sources: &Sources, d: &mut Diagnostics) -> Option<Data
         images,
         source,
         params,
+        on_error,
     })
 }
 

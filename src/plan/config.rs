@@ -5,6 +5,7 @@
 use crate::layers::{Fusion, ResolvedLayers};
 use crate::manifest::entries::{BenchmarkEntry, DataEntry, ModelEntry, Source};
 use crate::manifest::{EvalSettings, ImageAspect, TrainSettings};
+use crate::train::data::OnError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::path::Path;
@@ -54,6 +55,17 @@ pub struct DataSpec {
     pub source: Option<String>,
     #[serde(default, skip_serializing_if = "is_empty")]
     pub params: Map<String, Json>,
+    /// `Some(Skip)` when the entry sets `on_error = "skip"` (which records train, so it is in
+    /// the key); `None` for the default `fail`, so writing `on_error = "fail"` changes no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+}
+
+impl DataSpec {
+    /// What to do with malformed records and unusable samples.
+    pub fn on_error(&self) -> OnError {
+        self.on_error.unwrap_or_default()
+    }
 }
 
 /// A benchmark entry's content.
@@ -146,6 +158,7 @@ impl From<&DataEntry> for DataSpec {
             images: e.images.as_ref().map(|p| p.display().to_string()),
             source: e.source.as_ref().map(Source::canonical),
             params: e.params.clone(),
+            on_error: (e.on_error == OnError::Skip).then_some(OnError::Skip),
         }
     }
 }

@@ -115,7 +115,11 @@ pub fn load_dataset(ctx: &StageContext, spec: &DataSpec) -> Result<LlavaDataset>
             bail!("dataset format `{f}` is not supported by the training stages (use llava-json)");
         }
     }
-    Ok(load_llava_json(&json, &images, &LoadOptions::default())?)
+    let opts = LoadOptions {
+        on_error: spec.on_error(),
+        ..LoadOptions::default()
+    };
+    Ok(load_llava_json(&json, &images, &opts)?)
 }
 
 /// The tail both training stages share: run the loop (resuming from the task's checkpoint

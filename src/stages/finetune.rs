@@ -31,6 +31,7 @@ impl Stage for FinetuneStage {
         let data = load_dataset(ctx, &cfg.data)?;
         let mut opts = trainer_options()?;
         opts.group_by_modality = true; // LLaVA's finetuning recipe
+        opts.on_error = cfg.data.on_error();
         opts.encoded = encoded_features(ctx, &model, &data, cfg.hparams.image_aspect.into())?;
         train_and_publish(
             ctx,

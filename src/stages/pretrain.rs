@@ -39,6 +39,7 @@ impl Stage for PretrainStage {
         let data = load_dataset(ctx, &cfg.data)?;
         let mut opts = trainer_options()?;
         opts.encoded = encoded_features(ctx, &model, &data, spec.image_aspect)?;
+        opts.on_error = cfg.data.on_error();
         train_and_publish(
             ctx,
             &model,

@@ -61,6 +61,9 @@ pub struct TrainerOptions {
     pub feature_cache_bytes: usize,
     /// LLaVA's `group_by_modality_length` (finetuning).
     pub group_by_modality: bool,
+    /// The dataset entry's `on_error`: under `Skip`, samples that cannot be trained on are
+    /// left out and counted (`skipped_samples`) instead of failing the run.
+    pub on_error: OnError,
     /// A separate base learning rate for the fusion weights (LLaVA's `mm_projector_lr`); `None`
     /// = one learning rate for everything, the paper's recipe.
     pub fusion_lr: Option<f64>,
@@ -80,6 +83,7 @@ impl Default for TrainerOptions {
             stop_after: None,
             feature_cache_bytes: 1 << 30,
             group_by_modality: false,
+            on_error: OnError::Fail,
             fusion_lr: None,
             encoded: None,
         }
@@ -187,7 +191,7 @@ pub fn loader_config(
             batch_size: hp.batch.max(1) as usize,
         },
         drop_last: false,
-        on_error: OnError::Fail,
+        on_error: opts.on_error,
     }
 }
 
@@ -307,15 +311,48 @@ pub fn train(
     // Tokenise everything once before the first step: a sample that cannot be trained on
     // fails the run now, not hours in.
     let audit = loader.audit();
-    if let Some(first) = audit.unusable.first() {
+    // What `on_error = "skip"` left out: malformed records at load time, and samples the
+    // template or length budget cannot train on (always 0 under `fail`, which stops instead).
+    obs.metric("skipped_records", None, dataset.skipped.len() as f64)?;
+    obs.metric("skipped_samples", None, audit.unusable.len() as f64)?;
+    if !dataset.skipped.is_empty() || !audit.unusable.is_empty() {
+        obs.log(&format!(
+            "{}: on_error = \"skip\" left out {} malformed records and {} unusable samples{}",
+            dataset.json.display(),
+            dataset.skipped.len(),
+            audit.unusable.len(),
+            dataset
+                .skipped
+                .first()
+                .map(|s| format!(" (first: record {}: {})", s.index, s.reason))
+                .unwrap_or_default()
+        ));
+    }
+    if let (Some(first), OnError::Fail) = (audit.unusable.first(), opts.on_error) {
         bail!(
-            "{}: {} of {} records cannot be trained on; the first is record {} (id \"{}\"): {}",
+            "{}: {} of {} records cannot be trained on; the first is record {} (id \"{}\"): {} \
+             (or set on_error = \"skip\" in the manifest's [data] entry to leave them out)",
             dataset.json.display(),
             audit.unusable.len(),
             audit.records,
             first.index,
             first.id,
             first.reason
+        );
+    }
+    if audit.usable == 0 {
+        bail!(
+            "{}: none of its {} records can be trained on{}",
+            dataset.json.display(),
+            audit.records,
+            audit
+                .unusable
+                .first()
+                .map(|f| format!(
+                    "; the first is record {} (id \"{}\"): {}",
+                    f.index, f.id, f.reason
+                ))
+                .unwrap_or_default()
         );
     }
     obs.log(&format!(
