@@ -331,3 +331,26 @@ fn a_bad_on_error_is_located_and_gets_a_did_you_mean() {
         ],
     );
 }
+
+#[test]
+fn mm_projector_lr_is_type_checked_and_suggested() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.toml",
+        &format!(
+            "{GRID}\n[pretrain]\nmm_projector_lr = \"fast\"\n[finetune]\nmm_projecter_lr = 1e-4\n"
+        ),
+    );
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "\"fast\""),
+            "[pretrain] `mm_projector_lr` = \"fast\"",
+            &pos(&p, "mm_projecter_lr"),
+            "unknown key `mm_projecter_lr` in [finetune]",
+            "did you mean `mm_projector_lr`?",
+        ],
+    );
+}

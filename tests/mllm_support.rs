@@ -133,6 +133,7 @@ pub fn hparams(lr: f64, steps: u64, batch: u64, accum: u64, template: Template) 
         max_len: 256,
         template,
         image_aspect: ManifestAspect::Square,
+        mm_projector_lr: None,
     }
 }
 

@@ -255,6 +255,38 @@ fn on_error_skip_enters_the_data_spec_and_the_keys() {
 }
 
 #[test]
+fn mm_projector_lr_enters_the_keys_only_when_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = plan(dir.path(), "a.toml", GRID);
+    for t in of(&base, StageKind::Pretrain) {
+        assert!(t.config["hparams"].get("mm_projector_lr").is_none());
+    }
+    let set = plan(
+        dir.path(),
+        "b.toml",
+        &format!("{GRID}\n[pretrain]\nmm_projector_lr = 2e-4\n"),
+    );
+    assert!(keys(&base, StageKind::Pretrain).is_disjoint(&keys(&set, StageKind::Pretrain)));
+    for t in of(&set, StageKind::Pretrain) {
+        assert_eq!(t.config["hparams"]["mm_projector_lr"], 2e-4);
+    }
+    // As a grid axis: one pretrain per value (× the 3 fusion/layer pretrains).
+    let axis = plan(
+        dir.path(),
+        "c.toml",
+        &GRID.replace(
+            "[grid]\n",
+            "[grid]\n\"finetune.mm_projector_lr\" = [1e-4, 2e-4]\n",
+        ),
+    );
+    assert_eq!(
+        keys(&axis, StageKind::Pretrain),
+        keys(&base, StageKind::Pretrain)
+    );
+    assert_eq!(of(&axis, StageKind::Finetune).len(), 6);
+}
+
+#[test]
 fn encode_budget_is_a_runtime_option_outside_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let a = plan(

@@ -447,3 +447,38 @@ fn on_error_skip_trains_without_malformed_records_and_counts_them() {
     assert_eq!(value("skipped_records"), 1.0);
     assert_eq!(value("skipped_samples"), 0.0);
 }
+
+/// `[pretrain] mm_projector_lr` reaches the optimiser: at 0 the fusion weights do not move,
+/// whatever `lr` is (two runs with different `lr` publish identical weights), and unset they do.
+#[test]
+fn mm_projector_lr_sets_the_fusion_learning_rate() {
+    let store = tempfile::tempdir().unwrap();
+    let root = store.path();
+    let reg = StageRegistry::product();
+    let run = |lr: f64, mm: Option<f64>| {
+        let mut hp = hparams(lr, 2, 2, 1, Template::Plain);
+        hp.mm_projector_lr = mm;
+        let key = add_task(
+            root,
+            StageKind::Pretrain,
+            to_json(&PretrainConfig {
+                fusion: Fusion::ExternalDirect,
+                layers: layers(Fusion::ExternalDirect, "idx:1-2-3"),
+                encoder: model_spec("vision", "clip", &vision_dir()),
+                llm: model_spec("llm", "llama", &llm_dir()),
+                data: data_spec("pretrain.json"),
+                hparams: hp,
+                seed: 1,
+            }),
+            vec![],
+        );
+        run_task(root, &key, None, &reg).unwrap();
+        std::fs::read(layout::task_dir(root, StageKind::Pretrain, &key).join(FUSION_WEIGHTS_FILE))
+            .unwrap()
+    };
+    let frozen_a = run(1e-2, Some(0.0));
+    let frozen_b = run(3e-2, Some(0.0));
+    let trained = run(1e-2, None);
+    assert_eq!(frozen_a, frozen_b, "lr does not reach the fusion weights");
+    assert_ne!(frozen_a, trained, "without mm_projector_lr, lr trains them");
+}

@@ -236,7 +236,7 @@ where
     let Some((tab, _)) = section(t, key, d) else {
         return base;
     };
-    let fields = stages::field_names(&base);
+    let fields = stages::section_fields(key);
     let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
     let mut cur = base;
     for e in &tab.entries {

@@ -71,6 +71,12 @@ pub struct TrainSettings {
     pub max_len: u64,
     pub template: Template,
     pub image_aspect: ImageAspect,
+    /// LLaVA's `mm_projector_lr`: a separate peak learning rate for the fusion weights (fusion
+    /// module, projectors, I_M sub-blocks); `lr` then applies to the rest (the LLM when
+    /// finetuning). Unset = one learning rate for everything, the paper's recipe. Left out of
+    /// the serialised settings while unset, so adding the option changed no existing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mm_projector_lr: Option<f64>,
 }
 
 impl TrainSettings {
@@ -89,6 +95,7 @@ impl TrainSettings {
             max_len: 2048,
             template: Template::Plain,
             image_aspect: ImageAspect::Square,
+            mm_projector_lr: None,
         }
     }
 
@@ -107,6 +114,7 @@ impl TrainSettings {
             max_len: 2048,
             template: Template::VicunaV1,
             image_aspect: ImageAspect::Pad,
+            mm_projector_lr: None,
         }
     }
 }
@@ -148,10 +156,17 @@ pub fn field_names<T: Serialize>(defaults: &T) -> Vec<String> {
     }
 }
 
+/// Fields of [`TrainSettings`] that its defaults do not serialise (unset options).
+const TRAIN_OPTIONAL_FIELDS: [&str; 1] = ["mm_projector_lr"];
+
 /// Field names of a section (`pretrain` / `finetune` / `eval`).
 pub fn section_fields(section: &str) -> Vec<String> {
     match section {
-        "pretrain" | "finetune" => field_names(&TrainSettings::pretrain_default()),
+        "pretrain" | "finetune" => {
+            let mut f = field_names(&TrainSettings::pretrain_default());
+            f.extend(TRAIN_OPTIONAL_FIELDS.map(String::from));
+            f
+        }
         "eval" => field_names(&EvalSettings::default()),
         _ => Vec::new(),
     }
@@ -172,10 +187,11 @@ pub fn with_field<T: Serialize + DeserializeOwned>(
 ) -> Result<T, FieldError> {
     let mut json = serde_json::to_value(base).map_err(|e| FieldError::Type(e.to_string()))?;
     let obj = json.as_object_mut().ok_or(FieldError::Unknown)?;
-    match obj.get_mut(field) {
-        Some(slot) => *slot = value.clone(),
-        None => return Err(FieldError::Unknown),
-    }
+    // A field absent from the serialised settings is either unknown or an unset option that is
+    // not serialised (`mm_projector_lr`); the settings structs deny unknown fields, so
+    // deserialising tells the two apart.
+    let present = obj.contains_key(field);
+    obj.insert(field.to_string(), value.clone());
     // The two warm-up spellings are one setting: writing one replaces the other, so a manifest's
     // `warmup_ratio` is not shadowed by the paper's pretraining default `warmup_steps = 200`
     // (nor a `warmup_steps` by finetuning's default ratio).
@@ -189,7 +205,14 @@ pub fn with_field<T: Serialize + DeserializeOwned>(
             *slot = serde_json::Value::Null;
         }
     }
-    serde_json::from_value(json).map_err(|e| FieldError::Type(e.to_string()))
+    serde_json::from_value(json).map_err(|e| {
+        let msg = e.to_string();
+        if !present && msg.starts_with("unknown field") {
+            FieldError::Unknown
+        } else {
+            FieldError::Type(msg)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -226,6 +249,20 @@ mod tests {
         );
         let t = with_field(&base, "max_steps", &json!(10)).unwrap();
         assert_eq!(t.max_steps, Some(10));
+        let t = with_field(&base, "mm_projector_lr", &json!(2e-4)).unwrap();
+        assert_eq!(t.mm_projector_lr, Some(2e-4));
+        assert!(matches!(
+            with_field(&base, "mm_projector_lr", &json!("fast")),
+            Err(FieldError::Type(_))
+        ));
+        assert!(section_fields("finetune").contains(&"mm_projector_lr".to_string()));
+        assert!(!section_fields("eval").contains(&"mm_projector_lr".to_string()));
+    }
+
+    #[test]
+    fn an_unset_mm_projector_lr_is_not_serialised() {
+        let v = serde_json::to_value(TrainSettings::pretrain_default()).unwrap();
+        assert!(v.get("mm_projector_lr").is_none());
     }
 
     #[test]

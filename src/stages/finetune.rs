@@ -32,6 +32,7 @@ impl Stage for FinetuneStage {
         let mut opts = trainer_options()?;
         opts.group_by_modality = true; // LLaVA's finetuning recipe
         opts.on_error = cfg.data.on_error();
+        opts.fusion_lr = cfg.hparams.mm_projector_lr;
         opts.encoded = encoded_features(ctx, &model, &data, cfg.hparams.image_aspect.into())?;
         train_and_publish(
             ctx,

@@ -40,6 +40,7 @@ impl Stage for PretrainStage {
         let mut opts = trainer_options()?;
         opts.encoded = encoded_features(ctx, &model, &data, spec.image_aspect)?;
         opts.on_error = cfg.data.on_error();
+        opts.fusion_lr = cfg.hparams.mm_projector_lr;
         train_and_publish(
             ctx,
             &model,

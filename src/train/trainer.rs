@@ -65,7 +65,8 @@ pub struct TrainerOptions {
     /// left out and counted (`skipped_samples`) instead of failing the run.
     pub on_error: OnError,
     /// A separate base learning rate for the fusion weights (LLaVA's `mm_projector_lr`); `None`
-    /// = one learning rate for everything, the paper's recipe.
+    /// = one learning rate for everything, the paper's recipe. The stages set it from the
+    /// key-hashed `[pretrain]`/`[finetune]` `mm_projector_lr`.
     pub fusion_lr: Option<f64>,
     /// The `encode` stage's output for this dataset: tower features are read from it instead of
     /// computed (same values; see `crate::train::encoded`).
@@ -496,6 +497,9 @@ pub fn train(
         let secs = t0.elapsed().as_secs_f64().max(1e-9);
         obs.metric("loss", Some(step), loss)?;
         obs.metric("lr", Some(step), hp.lr * mult)?;
+        if let Some(f) = opts.fusion_lr {
+            obs.metric("fusion_lr", Some(step), f * mult)?;
+        }
         obs.metric("grad_norm", Some(step), norm)?;
         obs.metric("tokens_per_s", Some(step), tokens as f64 / secs)?;
         bar.set_position(step);
