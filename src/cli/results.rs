@@ -41,6 +41,10 @@ pub struct ResultsArgs {
     /// Write to this file instead of stdout.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Also draw the pivoted table as a heatmap PNG (colour = rank within each column, best
+    /// outlined) into this file.
+    #[arg(long, conflicts_with = "long")]
+    pub plot: Option<PathBuf>,
     /// A plan saved as JSON instead of a manifest (tests and tools).
     #[arg(long, hide = true)]
     pub plan_json: Option<PathBuf>,
@@ -93,6 +97,12 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
             .map(|t| (t.rows.clone(), t.cols.clone(), t.metric.clone()))
     };
 
+    if table.is_none() && args.plot.is_some() {
+        return Err(super::UserError(
+            "--plot draws a pivoted table: give --rows/--cols or --table, or a manifest with a [[table]]".into(),
+        )
+        .into());
+    }
     let text = match table {
         None => {
             let sel = args
@@ -116,6 +126,14 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
                 for g in &wide.gaps {
                     eprintln!("- {g}");
                 }
+            }
+            if let Some(png) = &args.plot {
+                let title = format!("{}: {}", plan.sweep, wide.metric);
+                crate::store::write_atomic(
+                    png,
+                    &crate::report::heatmap::heatmap_png(&wide, &title)?,
+                )?;
+                eprintln!("plot: {}", png.display());
             }
             render_wide(&wide, args.format)?
         }

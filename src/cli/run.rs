@@ -20,6 +20,11 @@ pub struct RunArgs {
     /// Tasks to run at once.
     #[arg(short, long, default_value_t = 1)]
     pub jobs: usize,
+    /// CPU threads per task. Default: the machine's cores divided by --jobs, so parallel tasks
+    /// do not oversubscribe the cores (candle's CPU kernels spin while they wait for each
+    /// other); `RAYON_NUM_THREADS` in the environment wins over the default.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Extra attempts for a failed task before its dependents are given up.
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
@@ -96,6 +101,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     opts.retries = args.retries;
     opts.wait_lock = args.wait_lock;
     opts.progress = !args.no_progress;
+    opts.threads_per_worker = threads_per_worker(args.threads, args.jobs);
     if args.verify_checksums {
         opts.verify = VerifyLevel::Full;
     }
@@ -139,6 +145,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             println!("    | {line}");
         }
     }
+    if !s.stopped {
+        print_reports(&plan);
+    }
     Ok(if s.stopped {
         ExitCode::from(130)
     } else if s.complete() {
@@ -146,6 +155,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Threads each local worker gets: `--threads`, else (unless `RAYON_NUM_THREADS` is set) the
+/// cores divided evenly among the `jobs` workers.
+fn threads_per_worker(threads: Option<usize>, jobs: usize) -> Option<usize> {
+    if let Some(n) = threads {
+        return Some(n.max(1));
+    }
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some((cores / jobs.max(1)).max(1))
+}
+
+/// Writes the sweep's tables (text, CSV, Markdown, heatmap PNG) to its store and prints them
+/// with their paths. A report that cannot be made is a warning: the results are in the database
+/// either way (`mlvf results` reads them).
+fn print_reports(plan: &Plan) {
+    match crate::report::publish::publish_tables(plan) {
+        Ok(tables) => {
+            for t in tables {
+                println!("\n{}:\n{}", t.name, t.text.trim_end());
+                println!("  CSV:  {}", t.csv.display());
+                println!("  Markdown: {}", t.markdown.display());
+                println!("  plot: {}", t.png.display());
+            }
+        }
+        Err(e) => eprintln!("mlvf: warning: could not write the result tables: {e:#}"),
+    }
 }
 
 /// First Ctrl-C: raise `stop` and say `message`; second: exit at once (code 130).

@@ -43,6 +43,9 @@ pub struct RunOptions {
     pub stop: Arc<AtomicBool>,
     /// How long a terminated worker gets before SIGKILL.
     pub kill_grace: Duration,
+    /// CPU threads each worker may use (`RAYON_NUM_THREADS`, which candle's CPU kernels read);
+    /// `None` leaves the worker's environment as it is.
+    pub threads_per_worker: Option<usize>,
 }
 
 impl RunOptions {
@@ -57,6 +60,7 @@ impl RunOptions {
             progress: true,
             stop: Arc::new(AtomicBool::new(false)),
             kill_grace: Duration::from_secs(5),
+            threads_per_worker: None,
         })
     }
 }
@@ -152,6 +156,7 @@ fn spawn_worker(
     key: &TaskKey,
     attempt: u32,
     log: &Path,
+    threads: Option<usize>,
 ) -> anyhow::Result<Child> {
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -168,6 +173,9 @@ fn spawn_worker(
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file);
+    if let Some(n) = threads {
+        cmd.env("RAYON_NUM_THREADS", n.to_string());
+    }
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
@@ -329,7 +337,14 @@ pub fn run_sweep(plan: &Plan, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 .max(worker::next_attempt(root, &t.key) - 1)
                 + 1;
             let log = layout::log_path(root, &t.key, attempt);
-            let child = spawn_worker(&opts.program, root, &t.key, attempt, &log)?;
+            let child = spawn_worker(
+                &opts.program,
+                root,
+                &t.key,
+                attempt,
+                &log,
+                opts.threads_per_worker,
+            )?;
             db.start_attempt(&t.key, attempt, &host, Some(child.id()), None, &log)?;
             tries[i] += 1;
             state[i] = State::Running;

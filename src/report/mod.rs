@@ -3,10 +3,13 @@
 //! The long table has one row per grid cell × final metric with every axis value
 //! ([`long::long_table`]); [`pivot::pivot`] turns it into a paper-style table (rows and columns
 //! labelled by axes, seeds aggregated as mean ± std, best cell per column marked, optional
-//! difference to the baseline cell); [`render`] writes either as CSV, Markdown, JSON or text.
+//! difference to the baseline cell); [`render`] writes either as CSV, Markdown, JSON or text;
+//! [`heatmap`] draws a pivoted table as a PNG; [`publish`] writes a sweep's tables to its store.
 
+pub mod heatmap;
 pub mod long;
 pub mod pivot;
+pub mod publish;
 pub mod render;
 
 pub use long::{long_table, CellState, LongRow, LongTable, MetricSel};

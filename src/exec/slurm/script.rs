@@ -80,7 +80,11 @@ echo "mlvf: slurm job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} (id $SLUR
         s.push('\n');
     }
     s.push_str(
-        r#"preempted=0
+        r#"# candle's CPU kernels run RAYON_NUM_THREADS threads: as many as this job was granted.
+if [ -z "${RAYON_NUM_THREADS:-}" ] && [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then
+    export RAYON_NUM_THREADS="$SLURM_CPUS_PER_TASK"
+fi
+preempted=0
 worker=
 on_usr1() {
     preempted=1
