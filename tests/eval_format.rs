@@ -284,22 +284,15 @@ fn benchmark_writer_round_trips_through_the_loader() {
     );
     for (i, answer) in ["yes", "no"].iter().enumerate() {
         w.push(&Sample {
-            index: 0,
-            id: format!("s{i}"),
-            images: vec![path.clone()],
-            prompt: format!(
-                "Is there a thing {i}?\nAnswer the question using a single word or phrase."
-            ),
-            answer: answer.to_string(),
-            answers: None,
-            question: None,
-            options: None,
-            group: None,
-            category: None,
-            subcategory: None,
             subset: Some("random".into()),
-            qtype: None,
-            meta: serde_json::Map::new(),
+            ..Sample::new(
+                format!("s{i}"),
+                vec![path.clone()],
+                format!(
+                    "Is there a thing {i}?\nAnswer the question using a single word or phrase."
+                ),
+                answer.to_string(),
+            )
         })
         .unwrap();
     }

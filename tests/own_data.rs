@@ -102,25 +102,6 @@ fn capitalise(s: &str) -> String {
     c.next().unwrap().to_uppercase().chain(c).collect()
 }
 
-fn sample(id: String, image: String, prompt: String, answer: String) -> Sample {
-    Sample {
-        index: 0,
-        id,
-        images: vec![image],
-        prompt,
-        answer,
-        answers: None,
-        question: None,
-        options: None,
-        group: None,
-        category: None,
-        subcategory: None,
-        subset: None,
-        qtype: None,
-        meta: serde_json::Map::new(),
-    }
-}
-
 fn bench_manifest(task: &str, scorer: &str, primary: &str) -> BenchmarkManifest {
     serde_json::from_value(json!({
         "format": "mmeval-jsonl/1", "task": task, "count": 0,
@@ -150,17 +131,17 @@ fn write_benchmarks(root: &Path) {
         let short = "\nAnswer the question using a single word or phrase.";
         let path = colors.add_image(&img).unwrap();
         colors
-            .push(&sample(
+            .push(&Sample::new(
                 format!("c{i}"),
-                path,
+                vec![path],
                 format!("What color is the shape?{short}"),
                 color.into(),
             ))
             .unwrap();
         let path = shapes.add_image(&img).unwrap();
-        let mut s = sample(
+        let mut s = Sample::new(
             format!("s{i}"),
-            path,
+            vec![path],
             "Which shape is in the image?\n(A) square\n(B) disc\nAnswer with the option's letter from the given choices directly.".into(),
             if shape == "square" { "(A)" } else { "(B)" }.into(),
         );

@@ -134,6 +134,26 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A sample with the required fields; the optional ones empty (for writers).
+    pub fn new(id: String, images: Vec<String>, prompt: String, answer: String) -> Sample {
+        Sample {
+            index: 0,
+            id,
+            images,
+            prompt,
+            answer,
+            answers: None,
+            question: None,
+            options: None,
+            group: None,
+            category: None,
+            subcategory: None,
+            subset: None,
+            qtype: None,
+            meta: Map::new(),
+        }
+    }
+
     /// The references to score against: `answers` when given, else `[answer]`.
     pub fn references(&self) -> Vec<&str> {
         match &self.answers {
