@@ -284,22 +284,15 @@ fn benchmark_writer_round_trips_through_the_loader() {
     );
     for (i, answer) in ["yes", "no"].iter().enumerate() {
         w.push(&Sample {
-            index: 0,
-            id: format!("s{i}"),
-            images: vec![path.clone()],
-            prompt: format!(
-                "Is there a thing {i}?\nAnswer the question using a single word or phrase."
-            ),
-            answer: answer.to_string(),
-            answers: None,
-            question: None,
-            options: None,
-            group: None,
-            category: None,
-            subcategory: None,
             subset: Some("random".into()),
-            qtype: None,
-            meta: serde_json::Map::new(),
+            ..Sample::new(
+                format!("s{i}"),
+                vec![path.clone()],
+                format!(
+                    "Is there a thing {i}?\nAnswer the question using a single word or phrase."
+                ),
+                answer.to_string(),
+            )
         })
         .unwrap();
     }
@@ -311,4 +304,16 @@ fn benchmark_writer_round_trips_through_the_loader() {
     assert_eq!(std::fs::read_dir(dir.join("images")).unwrap().count(), 1);
     // Nothing is left behind next to it.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    // The manifest reads like the format's examples: a whole scale as an integer, no empty
+    // `scorer_options`.
+    let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    assert!(text.contains("\"scale\": 100\n"), "{text}");
+    assert!(!text.contains("scorer_options"), "{text}");
+    let mut m = bench.manifest.clone();
+    m.report.scale = 0.5;
+    m.scorer_options
+        .insert("normalize".into(), "punct_digit".into());
+    let v: serde_json::Value = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+    assert_eq!(v["report"]["scale"], 0.5);
+    assert_eq!(v["scorer_options"]["normalize"], "punct_digit");
 }

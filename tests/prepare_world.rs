@@ -233,3 +233,26 @@ fn quickstart_plans_one_world_and_two_foundation_models_shared_by_every_cell() {
         "{text}"
     );
 }
+
+#[test]
+fn siglip_and_clip_entries_plan_with_their_own_default_learning_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = TINY
+        .replace(
+            "[benchmarks]",
+            "sig = { kind = \"vision\", family = \"siglip\", source = \"synth:siglip\", depth = 3, params = { world = \"world\" } }\n\n[benchmarks]",
+        )
+        .replace("encoder       = [\"clip\"]", "encoder       = [\"clip\", \"sig\"]");
+    let p = plan(dir.path(), &body);
+    let lr = |family: &str| {
+        prepares(&p)
+            .iter()
+            .find(|t| t.config["entry"]["family"] == family)
+            .unwrap_or_else(|| panic!("no prepare task for {family}"))
+            .config["entry"]["params"]["lr"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(lr("siglip"), mlvf::synth::foundation::vision::SIGLIP_LR);
+    assert_eq!(lr("clip"), 2e-3);
+}

@@ -202,22 +202,12 @@ fn pretrain_then_finetune_through_the_worker() {
     let path = w
         .add_image(&image::DynamicImage::ImageRgb8(image("000000003.png")))
         .unwrap();
-    w.push(&mlvf::eval::Sample {
-        index: 0,
-        id: "dot".into(),
-        images: vec![path],
-        prompt: "What color is the dot?".into(),
-        answer: "green".into(),
-        answers: None,
-        question: None,
-        options: None,
-        group: None,
-        category: None,
-        subcategory: None,
-        subset: None,
-        qtype: None,
-        meta: serde_json::Map::new(),
-    })
+    w.push(&mlvf::eval::Sample::new(
+        "dot".into(),
+        vec![path],
+        "What color is the dot?".into(),
+        "green".into(),
+    ))
     .unwrap();
     w.finish().unwrap();
     let eval_key = add_task(

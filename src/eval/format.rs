@@ -44,9 +44,6 @@ pub struct BenchmarkManifest {
     /// `head-2026-08` (default) or `classic-v0.4` where the scorer differs between versions.
     #[serde(default)]
     pub scorer_version: Option<String>,
-    /// Scorer-specific switches (e.g. `{"normalize": "punct_digit"}` for `vqa_acc`).
-    #[serde(default)]
-    pub scorer_options: Map<String, Value>,
     /// Informational list of aggregations (`[{"name": "exact_match", "fn": "mean"}]`).
     #[serde(default)]
     pub aggregates: Vec<Value>,
@@ -55,6 +52,11 @@ pub struct BenchmarkManifest {
     /// Hex SHA-256 of `data.jsonl`; verified on load when present.
     #[serde(default)]
     pub sha256_data: Option<String>,
+    /// Scorer-specific switches (e.g. `{"normalize": "punct_digit"}` for `vqa_acc`). Written
+    /// only when set, and last: key order means nothing to readers, and this is where the
+    /// synthetic world's manifests have always had it, so they stay byte-identical.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub scorer_options: Map<String, Value>,
 }
 
 /// `generation` block of the manifest.
@@ -77,12 +79,24 @@ pub struct ReportSpec {
     /// The primary metric, one of the scorer's metric names.
     pub primary: String,
     /// Multiply the primary metric by this for tables (100 for fractions, 1 for MME sums).
-    #[serde(default = "default_scale")]
+    /// Whole numbers are written as integers (`"scale": 100`), as the format's examples are.
+    #[serde(default = "default_scale", serialize_with = "whole_as_integer")]
     pub scale: f64,
 }
 
 fn default_scale() -> f64 {
     1.0
+}
+
+/// Serialises a float with no fractional part (and within ±2^53, where that is exact) as an
+/// integer, anything else as the float.
+fn whole_as_integer<S: serde::Serializer>(x: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if x.fract() == 0.0 && x.abs() <= EXACT {
+        s.serialize_i64(*x as i64)
+    } else {
+        s.serialize_f64(*x)
+    }
 }
 
 /// One record of `data.jsonl`.
@@ -120,6 +134,26 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A sample with the required fields; the optional ones empty (for writers).
+    pub fn new(id: String, images: Vec<String>, prompt: String, answer: String) -> Sample {
+        Sample {
+            index: 0,
+            id,
+            images,
+            prompt,
+            answer,
+            answers: None,
+            question: None,
+            options: None,
+            group: None,
+            category: None,
+            subcategory: None,
+            subset: None,
+            qtype: None,
+            meta: Map::new(),
+        }
+    }
+
     /// The references to score against: `answers` when given, else `[answer]`.
     pub fn references(&self) -> Vec<&str> {
         match &self.answers {

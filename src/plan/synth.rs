@@ -89,10 +89,14 @@ pub struct ResolvedSynth {
 
 /// A `synth:` model's trainer parameters, complete, or an error naming the problem.
 fn trainer_params(what: &str, params: &Map<String, Json>) -> Result<Map<String, Json>, String> {
+    use crate::model::vision::VisionArch;
     use crate::synth::foundation::{lm::LmParams, vision::VisionParams};
     let full = match what {
         "llama" => LmParams::from_params(params).map(serde_json::to_value),
-        _ => VisionParams::from_params(params).map(serde_json::to_value),
+        "siglip" => {
+            VisionParams::from_family_params(VisionArch::Siglip, params).map(serde_json::to_value)
+        }
+        _ => VisionParams::from_family_params(VisionArch::Clip, params).map(serde_json::to_value),
     };
     match full {
         Ok(Ok(Json::Object(m))) => Ok(m),

@@ -1,4 +1,4 @@
-//! Writing files: PNG encoding, JSON arrays one record per line, JSONL, and the staging directory
+//! Writing files: PNG encoding, JSON arrays one record per line and the staging directory
 //! that makes a world appear all at once or not at all.
 
 use anyhow::Context;
@@ -33,16 +33,6 @@ pub fn write_json_array<T: Serialize>(path: &Path, items: &[T]) -> anyhow::Resul
     out.flush()
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-/// Serialises `items` as JSON Lines into memory (benchmarks hash the bytes before writing them).
-pub fn jsonl_bytes<T: Serialize>(items: &[T]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    for item in items {
-        serde_json::to_writer(&mut out, item)?;
-        out.push(b'\n');
-    }
-    Ok(out)
 }
 
 /// Writes pretty JSON followed by a newline.

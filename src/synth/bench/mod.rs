@@ -18,23 +18,21 @@ mod pope;
 mod text;
 
 use super::config::{SynthConfig, GENERATOR_VERSION};
-use super::output::{encode_png, jsonl_bytes, write_pretty_json};
+use super::output::encode_png;
 use super::questions::Family;
 use super::render::render;
 use super::scene::Scene;
-use crate::eval::sha256::hex_digest as sha256_hex;
+use crate::eval::format::{GenerationSpec, ReportSpec};
+use crate::eval::{BenchmarkManifest, BenchmarkWriter, Sample};
 use anyhow::Context;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
-use std::fs;
 use std::path::Path;
 
-/// The format identifier written into every manifest.
-pub const FORMAT: &str = "mmeval-jsonl/1";
-
-/// One `data.jsonl` record (eval.md §6; every key is always written, `null` where unused).
+/// One `data.jsonl` record as the generators build it: [`crate::eval::Sample`] with the question
+/// required (every synthetic record has one); written through [`BenchRecord::into_sample`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BenchRecord {
     pub id: String,
@@ -69,6 +67,26 @@ impl BenchRecord {
             subset: None,
             qtype: None,
             meta: Map::new(),
+        }
+    }
+
+    /// The record as the evaluation format's [`Sample`] (same fields, same JSON).
+    pub fn into_sample(self) -> Sample {
+        Sample {
+            index: 0,
+            id: self.id,
+            images: self.images,
+            prompt: self.prompt,
+            answer: self.answer,
+            answers: self.answers,
+            question: Some(self.question),
+            options: self.options,
+            group: self.group,
+            category: self.category,
+            subcategory: self.subcategory,
+            subset: self.subset,
+            qtype: self.qtype,
+            meta: self.meta,
         }
     }
 
@@ -290,7 +308,9 @@ pub(crate) fn retry<T>(mut attempt: impl FnMut() -> Option<T>) -> anyhow::Result
     anyhow::bail!("no scene supported the question after 200 attempts (a generator bug)")
 }
 
-/// Generates benchmark `bench` under `root/benchmarks/<task>/`.
+/// Generates benchmark `bench` under `root/benchmarks/<task>/` with the evaluation engine's own
+/// [`BenchmarkWriter`], so the world's benchmarks are written (content-addressed images,
+/// `data.jsonl`, `count` and `sha256_data`) and validated by the code that reads them.
 pub fn write_benchmark(
     root: &Path,
     cfg: &SynthConfig,
@@ -299,8 +319,6 @@ pub fn write_benchmark(
     let spec = bench.spec();
     let rel_dir = format!("benchmarks/{}", spec.task);
     let dir = root.join(&rel_dir);
-    fs::create_dir_all(dir.join("images"))
-        .with_context(|| format!("creating {}", dir.display()))?;
     let n_units = bench.units(cfg.n_per_benchmark);
     let rendered: Vec<(Vec<u8>, Vec<BenchRecord>)> = (0..n_units)
         .into_par_iter()
@@ -310,63 +328,71 @@ pub fn write_benchmark(
             Ok((png, unit.records))
         })
         .collect::<anyhow::Result<_>>()?;
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut records = Vec::new();
+    let mut writer = BenchmarkWriter::new(&dir, manifest(cfg, &spec))?;
+    let mut images: HashSet<String> = HashSet::new();
+    let mut records = 0;
     for (png, unit_records) in rendered {
-        let name = format!("images/{}.png", &sha256_hex(&png)[..16]);
-        if seen.insert(name.clone()) {
-            let path = dir.join(&name);
-            fs::write(&path, &png).with_context(|| format!("writing {}", path.display()))?;
-        }
+        let name = writer.add_image_bytes(&png, "png")?;
+        images.insert(name.clone());
         for mut r in unit_records {
             r.images = vec![name.clone()];
             r.meta.insert("mirrors".into(), spec.mirrors.into());
-            records.push(r);
+            writer
+                .push(&r.into_sample())
+                .with_context(|| format!("{} (a generator bug)", spec.task))?;
+            records += 1;
         }
     }
-    let ids: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    anyhow::ensure!(
-        ids.len() == records.len(),
-        "{}: duplicate record ids (a generator bug)",
-        spec.task
-    );
-    let data = jsonl_bytes(&records)?;
-    let data_path = dir.join("data.jsonl");
-    fs::write(&data_path, &data).with_context(|| format!("writing {}", data_path.display()))?;
-    let aggregates: Vec<Value> = spec
-        .aggregates
-        .iter()
-        .map(|(name, f)| json!({"name": name, "fn": f}))
-        .collect();
-    let mut manifest = json!({
-        "format": FORMAT,
-        "task": spec.task,
-        "source": {
-            "generator": GENERATOR_VERSION,
-            "mirrors": spec.mirrors,
-            "seed": cfg.seed,
-            "image_size": cfg.image_size,
-            "stream": format!("bench/{}", spec.task),
-        },
-        "count": records.len(),
-        "prompt_profile": "lmms-eval/default",
-        "generation": {"max_new_tokens": spec.max_new_tokens, "greedy": true},
-        "scorer": spec.scorer,
-        "scorer_version": "head-2026-08",
-        "aggregates": aggregates,
-        "report": {"primary": spec.primary, "scale": spec.scale},
-        "sha256_data": sha256_hex(&data),
-    });
-    if let Some(opts) = spec.scorer_options {
-        manifest["scorer_options"] = opts;
-    }
-    write_pretty_json(&dir.join("manifest.json"), &manifest)?;
+    writer
+        .finish()
+        .with_context(|| format!("writing {}", dir.display()))?;
     Ok(BenchSummary {
         task: spec.task.into(),
         dir: rel_dir,
-        records: records.len(),
-        images: seen.len(),
+        records,
+        images: images.len(),
     })
+}
+
+/// The benchmark's `manifest.json` (the writer fills in `format`, `count` and `sha256_data`).
+fn manifest(cfg: &SynthConfig, spec: &BenchSpec) -> BenchmarkManifest {
+    let source = json!({
+        "generator": GENERATOR_VERSION,
+        "mirrors": spec.mirrors,
+        "seed": cfg.seed,
+        "image_size": cfg.image_size,
+        "stream": format!("bench/{}", spec.task),
+    });
+    BenchmarkManifest {
+        format: crate::eval::format::FORMAT_ID.into(),
+        task: spec.task.into(),
+        source: match source {
+            Value::Object(m) => m,
+            _ => unreachable!("a JSON object literal"),
+        },
+        count: 0,
+        prompt_profile: Some("lmms-eval/default".into()),
+        generation: GenerationSpec {
+            max_new_tokens: spec.max_new_tokens as usize,
+            greedy: true,
+        },
+        scorer: spec.scorer.into(),
+        scorer_version: Some("head-2026-08".into()),
+        aggregates: spec
+            .aggregates
+            .iter()
+            .map(|(name, f)| json!({"name": name, "fn": f}))
+            .collect(),
+        report: ReportSpec {
+            primary: spec.primary.into(),
+            scale: f64::from(spec.scale),
+        },
+        sha256_data: None,
+        scorer_options: match &spec.scorer_options {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        },
+    }
 }
 
 #[cfg(test)]
