@@ -57,7 +57,12 @@ pub struct ParamGroup {
 pub fn is_no_decay(name: &str) -> bool {
     let mut segments = name.split('.');
     let last = name.rsplit('.').next().unwrap_or(name);
-    last == "bias" || segments.any(|s| s.contains("norm") || s.contains("layrnorm"))
+    // CLIP/SigLIP's learnable temperature and bias are scalars, excluded from decay as
+    // open_clip and big_vision do.
+    last == "bias"
+        || last == "logit_scale"
+        || last == "logit_bias"
+        || segments.any(|s| s.contains("norm") || s.contains("layrnorm"))
 }
 
 /// Splits named parameters into a `decay` group (weight decay `weight_decay`) and a `no_decay`

@@ -119,6 +119,22 @@ pub fn build(m: &BenchmarkManifest) -> Result<Box<dyn Scorer>> {
             "unknown scorer_version {v:?}; expected \"head-2026-08\", \"classic-v0.4\" or \"classic-v0.3\""
         ),
     };
+    // A misspelt option would silently fall back to the default: refuse unknown keys.
+    let known: &[&str] = match m.scorer.as_str() {
+        "vqa_acc" => &["normalize"],
+        _ => &[],
+    };
+    if let Some(k) = m.scorer_options.keys().find(|k| !known.contains(&k.as_str())) {
+        bail!(
+            "scorer_options.{k}: scorer {} takes {}",
+            m.scorer,
+            if known.is_empty() {
+                "no options".to_string()
+            } else {
+                format!("only {}", known.join(", "))
+            }
+        );
+    }
     let opt = |key: &str| m.scorer_options.get(key).and_then(Value::as_str);
     Ok(match m.scorer.as_str() {
         "vqa_acc" => Box::new(vqa::VqaAcc::new(opt("normalize"))?),

@@ -230,7 +230,7 @@ impl Benchmark {
                 task: "synth_textvqa",
                 mirrors: "textvqa_val",
                 scorer: "vqa_acc",
-                scorer_options: Some(json!({"normalization": "evalai_full"})),
+                scorer_options: Some(json!({"normalize": "evalai_full"})),
                 aggregates: &[("exact_match", "mean")],
                 primary: "exact_match",
                 scale: 100,
