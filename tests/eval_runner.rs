@@ -3,7 +3,7 @@
 
 use image::DynamicImage;
 use mlvf::eval::predictions::load_predictions;
-use mlvf::eval::{run_benchmark, score_benchmark, Benchmark, Generator, RunOptions};
+use mlvf::eval::{run_benchmark, score_benchmark, Benchmark, Generator, Request, RunOptions};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
@@ -424,4 +424,105 @@ fn generation_key_ignores_the_scorer_but_not_the_token_budget() {
     m["generation"]["max_new_tokens"] = Value::from(32);
     std::fs::write(&mpath, m.to_string()).unwrap();
     assert_ne!(Benchmark::load(&dir).unwrap().generation_key(), base);
+}
+
+/// Answers like [`FakeGen`], records the size of every batch, and fails any batch (or single
+/// request) whose prompt contains `poison`.
+struct Batcher {
+    inner: FakeGen,
+    batches: Vec<usize>,
+    poison: Option<&'static str>,
+}
+
+impl Generator for Batcher {
+    fn generate(
+        &mut self,
+        images: &[DynamicImage],
+        prompt: &str,
+        max_new_tokens: usize,
+    ) -> anyhow::Result<String> {
+        if self.poison.is_some_and(|p| prompt.contains(p)) {
+            anyhow::bail!("cannot answer this one (simulated)");
+        }
+        self.inner.generate(images, prompt, max_new_tokens)
+    }
+
+    fn generate_batch(
+        &mut self,
+        requests: &[Request<'_>],
+        max_new_tokens: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        self.batches.push(requests.len());
+        if let Some(p) = self.poison {
+            if requests.iter().any(|r| r.prompt.contains(p)) {
+                anyhow::bail!("out of memory (simulated)");
+            }
+        }
+        requests
+            .iter()
+            .map(|r| self.inner.generate(r.images, r.prompt, max_new_tokens))
+            .collect()
+    }
+}
+
+fn batcher(poison: Option<&'static str>) -> Batcher {
+    Batcher {
+        inner: FakeGen::new(GQA_ANSWERS),
+        batches: Vec::new(),
+        poison,
+    }
+}
+
+#[test]
+fn samples_are_answered_in_batches_with_the_same_predictions() {
+    let (_t, dir) = scratch("gqa_mini");
+    let bench = Benchmark::load(&dir).unwrap();
+    let one = dir.join("one.jsonl");
+    run_benchmark(&mut batcher(None), &bench, &one, &RunOptions::default()).unwrap();
+    let three = dir.join("three.jsonl");
+    let opts = RunOptions {
+        batch: 3,
+        ..Default::default()
+    };
+    let mut gen = batcher(None);
+    let s = run_benchmark(&mut gen, &bench, &three, &opts).unwrap();
+    assert_eq!((s.generated, s.cached), (4, 0));
+    assert_eq!(
+        gen.batches,
+        vec![3],
+        "3 in a batch, then the last one alone"
+    );
+    assert_eq!(gen.inner.calls.len(), 4);
+    assert_eq!(
+        std::fs::read_to_string(&one).unwrap(),
+        std::fs::read_to_string(&three).unwrap()
+    );
+    // A rerun with another batch size finds everything cached.
+    let mut idle = batcher(None);
+    let s = run_benchmark(&mut idle, &bench, &three, &RunOptions { batch: 2, ..opts }).unwrap();
+    assert_eq!((s.generated, s.cached), (0, 4));
+    assert!(idle.batches.is_empty() && idle.inner.calls.is_empty());
+}
+
+#[test]
+fn a_failed_batch_is_answered_one_at_a_time_and_the_bad_sample_named() {
+    let (_t, dir) = scratch("gqa_mini");
+    let bench = Benchmark::load(&dir).unwrap();
+    let preds = dir.join("predictions.jsonl");
+    let opts = RunOptions {
+        batch: 4,
+        ..Default::default()
+    };
+    // The third sample's question: the batch fails, its first two samples are still answered.
+    let mut gen = batcher(Some("Which side is the cup on?"));
+    let err = run_benchmark(&mut gen, &bench, &preds, &opts).unwrap_err();
+    assert!(format!("{err:#}").contains("sample \"g3\""), "{err:#}");
+    assert_eq!(gen.batches, vec![4]);
+    let set = load_predictions(&preds, &bench, true).unwrap();
+    assert_eq!(set.by_index.keys().copied().collect::<Vec<_>>(), vec![0, 1]);
+    // A rerun resumes at the bad sample.
+    let mut gen = batcher(None);
+    let s = run_benchmark(&mut gen, &bench, &preds, &opts).unwrap();
+    assert_eq!((s.generated, s.cached), (2, 2));
+    assert_eq!(gen.batches, vec![2]);
 }

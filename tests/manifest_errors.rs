@@ -354,3 +354,18 @@ fn mm_projector_lr_is_type_checked_and_suggested() {
         ],
     );
 }
+
+#[test]
+fn an_eval_batch_of_zero_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.toml",
+        &GRID.replace("[grid]", "[eval]\nbatch = 0\n[grid]"),
+    );
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[&pos(&p, "0\n[grid]"), "[eval] `batch` = 0", "default (16)"],
+    );
+}

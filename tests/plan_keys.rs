@@ -315,6 +315,28 @@ fn encode_budget_is_a_runtime_option_outside_the_key() {
 }
 
 #[test]
+fn eval_batch_is_a_runtime_option_outside_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = plan(dir.path(), "a.toml", GRID);
+    let b = plan(
+        dir.path(),
+        "b.toml",
+        &GRID.replace("[grid]", "[eval]\nbatch = 4\n[grid]"),
+    );
+    assert_eq!(keys(&a, StageKind::Eval), keys(&b, StageKind::Eval));
+    for t in of(&b, StageKind::Eval) {
+        assert_eq!(t.runtime["batch"], serde_json::json!(4));
+        assert!(t.config["settings"].get("batch").is_none(), "{}", t.config);
+    }
+    assert!(a.tasks.iter().all(|t| t.runtime.is_empty()));
+    assert!(b
+        .tasks
+        .iter()
+        .filter(|t| t.stage != StageKind::Eval)
+        .all(|t| t.runtime.is_empty()));
+}
+
+#[test]
 fn tasks_come_in_topological_order() {
     let dir = tempfile::tempdir().unwrap();
     let g = format!(

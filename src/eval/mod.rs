@@ -4,7 +4,7 @@
 //! - [`format`]: load and validate a benchmark directory (`mmeval-jsonl/1`).
 //! - [`prompt`]: the LLaVA conversation template around a sample's context string.
 //! - [`runner`]: the [`runner::Generator`] trait the MLLM implements, and [`runner::run_benchmark`],
-//!   which generates into an append-only prediction cache and resumes where it stopped.
+//!   which generates in batches into an append-only prediction cache and resumes where it stopped.
 //! - [`predictions`]: read our prediction caches and lmms-eval `--log_samples` files.
 //! - [`scorers`]: per-sample judgement and aggregation, by scorer name.
 //! - [`scoring`]: score a benchmark from predictions (generation and scoring are separate, so a
@@ -26,6 +26,6 @@ pub use format::{Benchmark, BenchmarkManifest, BenchmarkWriter, Sample};
 pub use output::RunInfo;
 pub use predictions::{load_predictions, Prediction, PredictionSet};
 pub use prompt::ConversationTemplate;
-pub use runner::{evaluate, run_benchmark, Generator, RunOptions, RunSummary};
+pub use runner::{evaluate, run_benchmark, Generator, Request, RunOptions, RunSummary};
 pub use scorers::{Metrics, Scorer};
 pub use scoring::{score_benchmark, ScoreReport};

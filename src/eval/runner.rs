@@ -1,9 +1,11 @@
 //! Generation: the [`Generator`] trait the MLLM implements, and [`run_benchmark`], which answers
-//! every sample of a benchmark into an append-only prediction cache. Each answer is written as one
-//! line and fsync'd, so an interrupted run loses at most the sample in flight and a rerun resumes
-//! at the next unanswered sample. Scoring is separate ([`crate::eval::scoring`]).
+//! every sample of a benchmark into an append-only prediction cache. Samples are answered in
+//! batches of [`RunOptions::batch`] (one decode for several prompts: much faster for small
+//! models); each answer is written as one line and each batch fsync'd as it completes, so an
+//! interrupted run loses at most the batch in flight and a rerun resumes at the next unanswered
+//! sample. Scoring is separate ([`crate::eval::scoring`]).
 
-use crate::eval::format::Benchmark;
+use crate::eval::format::{Benchmark, Sample};
 use crate::eval::output::{write_atomic, write_results_json, write_samples_jsonl, RunInfo};
 use crate::eval::predictions::{cache_header, load_predictions};
 use crate::eval::prompt::{build_prompt, ConversationTemplate};
@@ -28,10 +30,31 @@ pub trait Generator {
         max_new_tokens: usize,
     ) -> Result<String>;
 
+    /// Answers several samples; element `i` of the result must be what
+    /// [`Generator::generate`] returns for `requests[i]` (batching is a speed-up, never a change
+    /// of answers). The default answers one request at a time.
+    fn generate_batch(
+        &mut self,
+        requests: &[Request<'_>],
+        max_new_tokens: usize,
+    ) -> Result<Vec<String>> {
+        requests
+            .iter()
+            .map(|r| self.generate(r.images, r.prompt, max_new_tokens))
+            .collect()
+    }
+
     /// The chat template this model was trained with.
     fn template(&self) -> ConversationTemplate {
         ConversationTemplate::VicunaV1
     }
+}
+
+/// One sample to answer, as [`Generator::generate`] takes it.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub images: &'a [DynamicImage],
+    pub prompt: &'a str,
 }
 
 /// Options of [`run_benchmark`].
@@ -43,6 +66,8 @@ pub struct RunOptions {
     pub max_new_tokens: Option<usize>,
     /// Override the generator's template.
     pub template: Option<ConversationTemplate>,
+    /// Samples per [`Generator::generate_batch`] call (0 and 1: one at a time).
+    pub batch: usize,
 }
 
 /// What [`run_benchmark`] did.
@@ -65,9 +90,11 @@ fn template_name(t: ConversationTemplate) -> &'static str {
     }
 }
 
-/// Answer every sample of `bench` not yet in `predictions_path`, appending one fsync'd JSONL line
-/// per answer. Returns after the last sample, or with the generator's error (answers written so far
-/// stay valid and are not asked again).
+/// Answer every sample of `bench` not yet in `predictions_path` in batches of `opts.batch`,
+/// appending one JSONL line per answer and fsyncing after each batch. A batch the generator
+/// fails on is answered again one sample at a time (a batch too big for memory still gets
+/// answered; one bad sample is named). Returns after the last sample, or with the generator's
+/// error (answers written so far stay valid and are not asked again).
 pub fn run_benchmark(
     generator: &mut dyn Generator,
     bench: &Benchmark,
@@ -135,38 +162,92 @@ pub fn run_benchmark(
         generated: 0,
         recovered_partial_line: existing.dropped_partial_line,
     };
+    let pending: Vec<&Sample> = bench.samples[..scope]
+        .iter()
+        .filter(|s| !existing.by_index.contains_key(&s.index))
+        .collect();
+    summary.cached = scope - pending.len();
     let started = std::time::Instant::now();
-    for sample in &bench.samples[..scope] {
-        if existing.by_index.contains_key(&sample.index) {
-            summary.cached += 1;
-            continue;
+    for chunk in pending.chunks(opts.batch.max(1)) {
+        let inputs = chunk
+            .iter()
+            .map(|s| {
+                let images = bench
+                    .load_images(s)
+                    .with_context(|| format!("sample {:?} of {}", s.id, bench.manifest.task))?;
+                let prompt = build_prompt(template, &s.prompt, images.len());
+                Ok((images, prompt))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let requests: Vec<Request> = inputs
+            .iter()
+            .map(|(images, prompt)| Request { images, prompt })
+            .collect();
+        let batched = if chunk.len() > 1 {
+            match generator.generate_batch(&requests, max_new_tokens) {
+                Ok(r) if r.len() == chunk.len() => Some(r),
+                Ok(r) => bail!(
+                    "the generator returned {} answers for a batch of {} samples",
+                    r.len(),
+                    chunk.len()
+                ),
+                Err(e) => {
+                    // Out of memory on a big batch, or one bad sample: answer one at a time, so
+                    // every answer the model can give is kept and an error names its sample.
+                    tracing::warn!(task = %bench.manifest.task,
+                        "a batch of {} samples failed ({e:#}); answering them one at a time",
+                        chunk.len());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        match batched {
+            Some(responses) => {
+                for (sample, response) in chunk.iter().zip(&responses) {
+                    write_answer(&mut file, sample, response, max_new_tokens)?;
+                }
+                file.sync_data()?;
+            }
+            None => {
+                for (sample, r) in chunk.iter().zip(&requests) {
+                    let response = generator
+                        .generate(r.images, r.prompt, max_new_tokens)
+                        .with_context(|| {
+                            format!(
+                                "generating an answer for sample {:?} of {}",
+                                sample.id, bench.manifest.task
+                            )
+                        })?;
+                    write_answer(&mut file, sample, &response, max_new_tokens)?;
+                    file.sync_data()?;
+                }
+            }
         }
-        let images = bench
-            .load_images(sample)
-            .with_context(|| format!("sample {:?} of {}", sample.id, bench.manifest.task))?;
-        let prompt = build_prompt(template, &sample.prompt, images.len());
-        let response = generator
-            .generate(&images, &prompt, max_new_tokens)
-            .with_context(|| {
-                format!(
-                    "generating an answer for sample {:?} of {}",
-                    sample.id, bench.manifest.task
-                )
-            })?;
-        let line = json!({"doc_id": sample.index, "id": sample.id, "response": response,
-                          "max_new_tokens": max_new_tokens});
-        // One write per record (newline included), then fsync: a kill leaves whole lines only,
-        // or a cut-off last line that the loader discards.
-        file.write_all(format!("{line}\n").as_bytes())?;
-        file.sync_data()?;
-        summary.generated += 1;
-        if summary.generated % 50 == 0 {
+        let before = summary.generated;
+        summary.generated += chunk.len();
+        if summary.generated / 50 > before / 50 {
             let done = summary.cached + summary.generated;
             let rate = summary.generated as f64 / started.elapsed().as_secs_f64().max(1e-9);
             tracing::info!(task = %bench.manifest.task, "{done}/{scope} answered ({rate:.2} samples/s)");
         }
     }
     Ok(summary)
+}
+
+/// Appends one answer to the cache in one write (newline included): a kill leaves whole lines
+/// only, or a cut-off last line that the loader discards. The caller fsyncs.
+fn write_answer(
+    file: &mut std::fs::File,
+    sample: &Sample,
+    response: &str,
+    max_new_tokens: usize,
+) -> Result<()> {
+    let line = json!({"doc_id": sample.index, "id": sample.id, "response": response,
+                      "max_new_tokens": max_new_tokens});
+    file.write_all(format!("{line}\n").as_bytes())?;
+    Ok(())
 }
 
 /// File names [`evaluate`] writes into its output directory.

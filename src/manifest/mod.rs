@@ -333,6 +333,18 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
     let pretrain = settings(t, "pretrain", TrainSettings::pretrain_default(), d);
     let finetune = settings(t, "finetune", TrainSettings::finetune_default(), d);
     let eval = settings(t, "eval", EvalSettings::default(), d);
+    if eval.batch == Some(0) {
+        if let Some(e) = section(t, "eval", d).and_then(|(e, _)| e.get("batch")) {
+            d.error(
+                &e.node.loc,
+                "[eval] `batch` = 0: at least one sample per generation batch".to_string(),
+                Some(
+                    "leave `batch` out for the default (16), or set 1 to answer one at a time"
+                        .into(),
+                ),
+            );
+        }
+    }
 
     let mut encode = EncodeSettings::default();
     if let Some((e, _)) = section(t, "encode", d) {

@@ -128,10 +128,18 @@ pub struct EvalSettings {
     /// 0 = greedy.
     pub temperature: f64,
     pub num_beams: u64,
-    pub batch: u64,
+    /// Samples answered per generation batch (unset: [`DEFAULT_EVAL_BATCH`]). Batching never
+    /// changes an answer, so this bounds how a task runs, not what it publishes: the plan moves
+    /// it out of the task key into the task's run-time options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
     /// Evaluate only the first N samples (quick looks; None = all).
     pub limit: Option<u64>,
 }
+
+/// `[eval] batch` when the manifest does not set it: enough rows to amortise a small model's
+/// per-op overhead, few enough that a 7B model's padded prompts (576 image tokens each) fit.
+pub const DEFAULT_EVAL_BATCH: u64 = 16;
 
 impl Default for EvalSettings {
     fn default() -> Self {
@@ -139,7 +147,7 @@ impl Default for EvalSettings {
             max_new_tokens: 128,
             temperature: 0.0,
             num_beams: 1,
-            batch: 1,
+            batch: None,
             limit: None,
         }
     }
@@ -158,6 +166,8 @@ pub fn field_names<T: Serialize>(defaults: &T) -> Vec<String> {
 
 /// Fields of [`TrainSettings`] that its defaults do not serialise (unset options).
 const TRAIN_OPTIONAL_FIELDS: [&str; 1] = ["mm_projector_lr"];
+/// Fields of [`EvalSettings`] that its defaults do not serialise (unset options).
+const EVAL_OPTIONAL_FIELDS: [&str; 1] = ["batch"];
 
 /// Field names of a section (`pretrain` / `finetune` / `eval`).
 pub fn section_fields(section: &str) -> Vec<String> {
@@ -167,7 +177,11 @@ pub fn section_fields(section: &str) -> Vec<String> {
             f.extend(TRAIN_OPTIONAL_FIELDS.map(String::from));
             f
         }
-        "eval" => field_names(&EvalSettings::default()),
+        "eval" => {
+            let mut f = field_names(&EvalSettings::default());
+            f.extend(EVAL_OPTIONAL_FIELDS.map(String::from));
+            f
+        }
         _ => Vec::new(),
     }
 }
@@ -257,6 +271,19 @@ mod tests {
         ));
         assert!(section_fields("finetune").contains(&"mm_projector_lr".to_string()));
         assert!(!section_fields("eval").contains(&"mm_projector_lr".to_string()));
+    }
+
+    #[test]
+    fn eval_batch_is_an_optional_field_left_out_while_unset() {
+        let base = EvalSettings::default();
+        assert!(serde_json::to_value(&base).unwrap().get("batch").is_none());
+        assert!(section_fields("eval").contains(&"batch".to_string()));
+        let e = with_field(&base, "batch", &json!(8)).unwrap();
+        assert_eq!(e.batch, Some(8));
+        assert!(matches!(
+            with_field(&base, "batch", &json!(-1)),
+            Err(FieldError::Type(_))
+        ));
     }
 
     #[test]

@@ -400,8 +400,9 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
     if d.has_errors() {
         return Vec::new();
     }
-    // Eval config signature → (config, canonical JSON): shared by every finetune's evals.
-    let mut eval_configs: HashMap<String, (Json, String)> = HashMap::new();
+    // Eval config signature → (config, canonical JSON, run-time `batch`): shared by every
+    // finetune's evals.
+    let mut eval_configs: HashMap<String, (Json, String, Option<u64>)> = HashMap::new();
 
     // Defaults and the manifest checks give every cell these axes; should a cell still lack
     // one, say so rather than plan it partially.
@@ -493,7 +494,9 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
             if let Some(n) = bench_entry.max_new_tokens {
                 base.max_new_tokens = n;
             }
-            let settings = with_axes(&base, cell, "eval");
+            let mut settings = with_axes(&base, cell, "eval");
+            // The generation batch never changes an answer: a run-time option, not in the key.
+            let batch = settings.batch.take();
             let Some(benchmark) = b.spec::<BenchmarkSpec>("benchmarks", bench) else {
                 continue;
             };
@@ -502,7 +505,7 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
                 settings,
             });
             let canonical = canonical_json(&config);
-            eval_configs.insert(eval_sig.clone(), (config, canonical));
+            eval_configs.insert(eval_sig.clone(), (config, canonical, batch));
         }
         let mut deps = vec![b.task(finetune).key.clone()];
         deps.extend(
@@ -514,8 +517,8 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
             .into_iter()
             .flatten(),
         );
-        let (config, canonical) = &eval_configs[&eval_sig];
-        b.add_canonical(
+        let (config, canonical, batch) = &eval_configs[&eval_sig];
+        let at = b.add_canonical(
             StageKind::Eval,
             || config.clone(),
             canonical,
@@ -523,6 +526,11 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
             ci,
             BTreeMap::new(),
         );
+        if let Some(n) = batch {
+            b.tasks[at.0][at.1]
+                .runtime
+                .insert(crate::stages::eval::BATCH_OPTION.into(), json!(n));
+        }
     }
 
     let mut tasks: Vec<Task> = b.tasks.into_iter().flatten().collect();

@@ -10,11 +10,16 @@
 //!
 //! Answer length: the benchmark's own `generation.max_new_tokens` (lmms-eval's value), capped
 //! by `[eval] max_new_tokens`. Only greedy decoding is implemented; other settings are refused.
+//!
+//! Samples are answered in batches of `[eval] batch` (default [`DEFAULT_EVAL_BATCH`]): a
+//! run-time option in the task spec ([`BATCH_OPTION`]), never part of the key, because a batch
+//! decodes every row exactly as it would alone (`tests/mllm_batch.rs`).
 
 use super::prepare::benchmark_dir;
 use super::{Stage, StageContext};
 use crate::eval::runner::PREDICTIONS_FILE;
 use crate::eval::{evaluate, run_benchmark, Benchmark, RunInfo, RunOptions};
+use crate::manifest::stages::DEFAULT_EVAL_BATCH;
 use crate::model::mllm::Mllm;
 use crate::plan::config::EvalConfig;
 use crate::plan::{StageKind, Task};
@@ -24,6 +29,9 @@ use anyhow::{bail, Context};
 /// The eval stage.
 #[derive(Default)]
 pub struct EvalStage;
+
+/// The spec's run-time option carrying `[eval] batch`.
+pub const BATCH_OPTION: &str = "batch";
 
 /// The metric name under which the primary metric is recorded on its reporting scale.
 pub const PRIMARY_SCORE: &str = "primary_score";
@@ -60,6 +68,7 @@ impl Stage for EvalStage {
             limit: cfg.settings.limit.map(|n| n as usize),
             max_new_tokens: Some(max_new_tokens),
             template: None,
+            batch: eval_batch(task)?,
         };
         // Generate into the checkpoint dir (resumable across attempts), then let `evaluate`
         // score from a copy in the output dir: every answer is cached, so it generates nothing.
@@ -94,5 +103,16 @@ impl Stage for EvalStage {
             )
         })?;
         ctx.record_primary(PRIMARY_SCORE, primary * bench.manifest.report.scale)
+    }
+}
+
+/// The generation batch of an eval task: its run-time option, else [`DEFAULT_EVAL_BATCH`].
+fn eval_batch(task: &Task) -> anyhow::Result<usize> {
+    match task.runtime.get(BATCH_OPTION) {
+        None => Ok(DEFAULT_EVAL_BATCH as usize),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 => Ok(n as usize),
+            _ => bail!("[eval] batch must be a positive integer (the task spec says {v})"),
+        },
     }
 }

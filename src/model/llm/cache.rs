@@ -40,6 +40,17 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Keeps only the batch rows `rows` (u32 indices into the current batch, in the new order):
+    /// a batched decode drops the sequences that have finished.
+    pub(crate) fn select_rows(&mut self, rows: &Tensor) -> candle_core::Result<()> {
+        for slot in self.self_attn.iter_mut().chain(self.cross_attn.iter_mut()) {
+            if let Some((k, v)) = slot {
+                *slot = Some((k.index_select(rows, 0)?, v.index_select(rows, 0)?));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
     }

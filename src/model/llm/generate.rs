@@ -110,6 +110,94 @@ pub fn left_pad(prompts: &[Tensor]) -> Result<(Tensor, Tensor, Vec<usize>)> {
     Ok((Tensor::stack(&rows, 0)?, mask, pads))
 }
 
+/// A padded batch's attention mask, read back: per row, the mask values, the number of real
+/// tokens, and the last real position (where the next token's logits are read).
+struct PaddedRows {
+    mask: Vec<Vec<u32>>,
+    lens: Vec<u32>,
+    last: Vec<usize>,
+}
+
+impl PaddedRows {
+    fn read(attention_mask: &Tensor, b: usize, t: usize) -> Result<Self> {
+        let mask: Vec<Vec<u32>> = attention_mask
+            .ne(0u32 as f64)?
+            .to_dtype(DType::U32)?
+            .to_vec2()?;
+        if mask.len() != b || mask.iter().any(|r| r.len() != t) {
+            bail!(
+                "attention_mask has shape {:?}; expected [{b}, {t}]",
+                attention_mask.dims()
+            );
+        }
+        let lens: Vec<u32> = mask.iter().map(|r| r.iter().sum()).collect();
+        if let Some(i) = lens.iter().position(|&n| n == 0) {
+            bail!("prompt {i} of the batch is empty");
+        }
+        let last = mask
+            .iter()
+            .map(|r| r.iter().rposition(|&m| m != 0).unwrap_or(0))
+            .collect();
+        Ok(PaddedRows { mask, lens, last })
+    }
+
+    /// Position of each real token = number of real tokens before it (padding gets the next
+    /// real token's position; it is never attended to).
+    fn positions(&self, dev: &candle_core::Device) -> Result<Tensor> {
+        let t = self.mask.first().map_or(0, Vec::len);
+        let mut positions = Vec::with_capacity(self.mask.len() * t);
+        for row in &self.mask {
+            let mut before = 0u32;
+            for &m in row {
+                positions.push(before);
+                before += m;
+            }
+        }
+        Ok(Tensor::from_vec(positions, (self.mask.len(), t), dev)?)
+    }
+}
+
+/// The prefill of [`generate_greedy_batch`]: runs the padded prompts (filling `cache`) and
+/// returns the `[B, vocab]` f32 logits at each row's last real position.
+fn prefill_batch(
+    model: &Llama,
+    embeds: &Tensor,
+    rows: &PaddedRows,
+    opts: &ForwardOptions<'_>,
+    cache: Option<&mut crate::model::llm::KvCache>,
+) -> Result<Tensor> {
+    let dev = model.device();
+    let (b, t, _) = embeds.dims3()?;
+    let mask = Tensor::from_vec(rows.mask.concat(), (b, t), dev)?;
+    let positions = rows.positions(dev)?;
+    let prefill = ForwardOptions {
+        attention_mask: Some(&mask),
+        position_ids: Some(&positions),
+        output_hidden_states: false,
+        ..*opts
+    };
+    let hidden = model.forward_hidden(embeds, &prefill, cache)?;
+    // Only each row's last real position needs logits.
+    let last_hidden = (0..b)
+        .map(|i| hidden.i((i, rows.last[i])))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(model.lm_logits(&Tensor::stack(&last_hidden, 0)?)?)
+}
+
+/// The `[B, vocab]` f32 logits of the first generated token of each row of a padded batch,
+/// computed exactly as [`generate_greedy_batch`]'s prefill computes them (tests compare them
+/// with the unpadded forward pass; a scorer could read them).
+pub fn first_logits_batch(
+    model: &Llama,
+    embeds: &Tensor,
+    attention_mask: &Tensor,
+    opts: &ForwardOptions<'_>,
+) -> Result<Tensor> {
+    let (b, t, _) = embeds.dims3()?;
+    let rows = PaddedRows::read(attention_mask, b, t)?;
+    prefill_batch(model, embeds, &rows, opts, None)
+}
+
 /// Greedy completion of a padded batch of prompts `[B, T, H]` with its attention mask `[B, T]`
 /// (left padding from [`left_pad`]; right padding works too). Positions count real tokens only,
 /// so every row decodes exactly as it would alone. `opts` hooks act as in [`generate_greedy`]
@@ -122,72 +210,46 @@ pub fn generate_greedy_batch(
     cfg: &GenerateConfig,
 ) -> Result<Vec<Vec<u32>>> {
     let (b, t, _) = embeds.dims3()?;
-    let mask_rows: Vec<Vec<u32>> = attention_mask
-        .ne(0u32 as f64)?
-        .to_dtype(DType::U32)?
-        .to_vec2()?;
-    if mask_rows.len() != b || mask_rows.iter().any(|r| r.len() != t) {
-        bail!(
-            "attention_mask has shape {:?}; expected [{b}, {t}]",
-            attention_mask.dims()
-        );
-    }
-    let lens: Vec<u32> = mask_rows.iter().map(|r| r.iter().sum()).collect();
-    if let Some(i) = lens.iter().position(|&n| n == 0) {
-        bail!("prompt {i} of the batch is empty");
-    }
+    let rows = PaddedRows::read(attention_mask, b, t)?;
     let mut out = vec![Vec::new(); b];
     if cfg.max_new_tokens == 0 {
         return Ok(out);
     }
     let dev = model.device();
-    // Position of each real token = number of real tokens before it.
-    let mut positions = Vec::with_capacity(b * t);
-    for row in &mask_rows {
-        let mut before = 0u32;
-        for &m in row {
-            positions.push(before);
-            before += m;
-        }
-    }
-    let positions = Tensor::from_vec(positions, (b, t), dev)?;
-    let mut mask = Tensor::from_vec(mask_rows.concat(), (b, t), dev)?;
     let mut cache = model.new_cache();
-    let prefill = ForwardOptions {
-        attention_mask: Some(&mask),
-        position_ids: Some(&positions),
-        output_hidden_states: false,
-        ..*opts
-    };
-    let hidden = model.forward_hidden(embeds, &prefill, Some(&mut cache))?;
-    let last: Vec<usize> = mask_rows
-        .iter()
-        .map(|r| r.iter().rposition(|&m| m != 0).unwrap_or(0))
-        .collect();
-    // Only each row's last real position needs logits.
-    let last_hidden = (0..b)
-        .map(|i| hidden.i((i, last[i])))
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    let logits = model.lm_logits(&Tensor::stack(&last_hidden, 0)?)?;
+    let logits = prefill_batch(model, embeds, &rows, opts, Some(&mut cache))?;
     let mut next: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
-    let mut done = vec![false; b];
+    let mut mask = Tensor::from_vec(rows.mask.concat(), (b, t), dev)?;
+    // The rows still decoding (indices into the batch); finished rows leave the batch (and the
+    // KV cache), so a long answer does not make the short ones pay for its steps.
+    let mut active: Vec<usize> = (0..b).collect();
     for step in 0..cfg.max_new_tokens {
-        for i in 0..b {
-            if !done[i] {
-                if cfg.eos_token_ids.contains(&next[i]) {
-                    done[i] = true;
-                } else {
-                    out[i].push(next[i]);
-                }
+        let mut keep = Vec::with_capacity(active.len());
+        for (j, &i) in active.iter().enumerate() {
+            if !cfg.eos_token_ids.contains(&next[j]) {
+                out[i].push(next[j]);
+                keep.push(j);
             }
         }
-        if done.iter().all(|&d| d) || step + 1 == cfg.max_new_tokens {
+        if keep.is_empty() || step + 1 == cfg.max_new_tokens {
             break;
         }
-        mask = Tensor::cat(&[&mask, &Tensor::ones((b, 1), DType::U32, dev)?], 1)?;
-        let pos: Vec<u32> = lens.iter().map(|&n| n + step as u32).collect();
-        let pos = Tensor::from_vec(pos, (b, 1), dev)?;
-        let ids = Tensor::from_vec(next.clone(), (b, 1), dev)?;
+        if keep.len() < active.len() {
+            let idx = Tensor::from_vec(
+                keep.iter().map(|&j| j as u32).collect::<Vec<_>>(),
+                keep.len(),
+                dev,
+            )?;
+            cache.select_rows(&idx)?;
+            mask = mask.index_select(&idx, 0)?;
+            next = keep.iter().map(|&j| next[j]).collect();
+            active = keep.iter().map(|&j| active[j]).collect();
+        }
+        let n = active.len();
+        mask = Tensor::cat(&[&mask, &Tensor::ones((n, 1), DType::U32, dev)?], 1)?;
+        let pos: Vec<u32> = active.iter().map(|&i| rows.lens[i] + step as u32).collect();
+        let pos = Tensor::from_vec(pos, (n, 1), dev)?;
+        let ids = Tensor::from_vec(next.clone(), (n, 1), dev)?;
         let step_opts = ForwardOptions {
             attention_mask: Some(&mask),
             position_ids: Some(&pos),
@@ -195,8 +257,11 @@ pub fn generate_greedy_batch(
             cross_attn: opts.cross_attn,
             output_hidden_states: false,
         };
-        let logits = model.forward_embeds(&model.embed(&ids)?, &step_opts, Some(&mut cache))?;
-        next = logits.i((.., 0))?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        let hidden = model.forward_hidden(&model.embed(&ids)?, &step_opts, Some(&mut cache))?;
+        next = model
+            .lm_logits(&hidden.i((.., 0))?)?
+            .argmax(D::Minus1)?
+            .to_vec1::<u32>()?;
     }
     Ok(out)
 }

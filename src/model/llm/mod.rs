@@ -55,7 +55,8 @@ pub use cross_attn::{
     XAttnVisibility,
 };
 pub use generate::{
-    generate_from_ids, generate_greedy, generate_greedy_batch, left_pad, GenerateConfig,
+    first_logits_batch, generate_from_ids, generate_greedy, generate_greedy_batch, left_pad,
+    GenerateConfig,
 };
 pub use injection::{Injections, VisualSpans};
 pub use model::{ForwardOptions, Llama, LlmOutput};

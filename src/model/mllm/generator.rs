@@ -1,10 +1,22 @@
 //! The evaluation engine's [`Generator`] for a trained [`Mllm`]: one image (or none) per
-//! prompt, greedy decoding with the KV cache.
+//! prompt, greedy decoding with the KV cache; batches go through [`Mllm::generate_batch`]
+//! (one left-padded decode, same answers as one at a time).
 
 use super::Mllm;
-use crate::eval::{ConversationTemplate, Generator};
+use crate::eval::{ConversationTemplate, Generator, Request};
 use anyhow::{bail, Result};
 use image::DynamicImage;
+
+/// The RGB image of a sample, refusing more than one (LLaVA-1.5 takes one image per prompt).
+fn single_image(images: &[DynamicImage]) -> Result<Option<image::RgbImage>> {
+    if images.len() > 1 {
+        bail!(
+            "the model takes one image per prompt (LLaVA-1.5), the sample has {}",
+            images.len()
+        );
+    }
+    Ok(images.first().map(DynamicImage::to_rgb8))
+}
 
 impl Generator for Mllm {
     fn generate(
@@ -13,14 +25,25 @@ impl Generator for Mllm {
         prompt: &str,
         max_new_tokens: usize,
     ) -> Result<String> {
-        if images.len() > 1 {
-            bail!(
-                "the model takes one image per prompt (LLaVA-1.5), the sample has {}",
-                images.len()
-            );
-        }
-        let rgb = images.first().map(DynamicImage::to_rgb8);
+        let rgb = single_image(images)?;
         Mllm::generate(self, rgb.as_ref(), prompt, max_new_tokens)
+    }
+
+    fn generate_batch(
+        &mut self,
+        requests: &[Request<'_>],
+        max_new_tokens: usize,
+    ) -> Result<Vec<String>> {
+        let images = requests
+            .iter()
+            .map(|r| single_image(r.images))
+            .collect::<Result<Vec<_>>>()?;
+        let items: Vec<(Option<&image::RgbImage>, &str)> = images
+            .iter()
+            .zip(requests)
+            .map(|(img, r)| (img.as_ref(), r.prompt))
+            .collect();
+        Mllm::generate_batch(self, &items, max_new_tokens)
     }
 
     /// `plain` for a model straight out of pretraining (it never saw a chat template),

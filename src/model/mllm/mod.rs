@@ -13,6 +13,10 @@
 //! still acts, as on every position). The fusion module still runs on zero hidden states for such
 //! rows so batches keep one shape; its outputs for them are discarded or zeroed.
 //!
+//! # Generation
+//! [`Mllm::generate_ids`] decodes one prompt; [`Mllm::generate_ids_batch`] ([`batch`]) decodes
+//! several in one left-padded batch with the same answers (the eval stage's path).
+//!
 //! # What trains
 //! * [`Mllm::pretrain`]: the fusion module and its projectors (+ I_M sub-blocks) in a fresh,
 //!   seeded `VarMap`; tower and LLM are loaded as plain tensors, so they are frozen by
@@ -34,11 +38,13 @@
 //! After pretraining, `mllm.json`'s `llm` points at the frozen base LLM's directory; after
 //! finetuning, at `llm` (relative). The tower is always a pointer (it is never trained).
 
+pub mod batch;
 pub mod config;
 pub mod generator;
 pub mod images;
 pub mod splice;
 
+pub use batch::PromptIds;
 pub use config::{
     MllmConfig, ModelPointer, FUSION_WEIGHTS_FILE, LLM_DIR, MLLM_CONFIG_FILE, MLLM_FORMAT,
 };
@@ -52,7 +58,7 @@ use crate::model::fusion::{
 use crate::model::hub::ModelFiles;
 use crate::model::llm::{
     generate_greedy, CrossAttn, CrossAttnBlocks, CrossAttnConfig, CrossAttnInputs, ForwardOptions,
-    GenerateConfig, Injections, Llama, LlamaConfig,
+    GenerateConfig, Injections, Llama, LlamaConfig, VisualSpans,
 };
 use crate::model::preprocess::{AspectMode, ImageProcessor};
 use crate::model::vision::{VisionArch, VisionConfig, VisionTower};
@@ -532,7 +538,7 @@ impl Mllm {
         mask: Option<&Tensor>,
         cache: Option<&mut crate::model::llm::KvCache>,
     ) -> Result<Tensor> {
-        let (id, xin) = self.hooks(spliced, injections)?;
+        let (id, xin) = self.hooks(&spliced.spans, injections)?;
         let opts = ForwardOptions {
             attention_mask: mask,
             injections: id.as_ref(),
@@ -545,14 +551,15 @@ impl Mllm {
         self.llm.forward_embeds(&spliced.embeds, &opts, cache)
     }
 
+    /// The LLM hooks of the fusion's injections: I_D at the visual `spans`, I_M per layer.
     fn hooks(
         &self,
-        spliced: &Spliced,
+        spans: &VisualSpans,
         injections: &[(usize, Tensor)],
     ) -> Result<(Option<Injections>, Option<CrossAttnInputs>)> {
         match self.config.fusion.fusion {
             Fusion::InternalDirect => {
-                let mut inj = Injections::new(spliced.spans.clone());
+                let mut inj = Injections::new(spans.clone());
                 for (l, t) in injections {
                     inj.add(*l, t.clone())?;
                 }
@@ -635,7 +642,7 @@ impl Mllm {
         };
         let (tokens, injections) = self.fuse(&features, &[has_image])?;
         let spliced = splice(&self.llm, &[ids], None, &tokens)?;
-        let (id, xin) = self.hooks(&spliced, &injections)?;
+        let (id, xin) = self.hooks(&spliced.spans, &injections)?;
         let opts = ForwardOptions {
             injections: id.as_ref(),
             cross_attn: match (&self.xattn, &xin) {
