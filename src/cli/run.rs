@@ -17,9 +17,9 @@ pub struct RunArgs {
     /// Store root (default: the manifest's `[sweep] store`).
     #[arg(long)]
     pub store: Option<PathBuf>,
-    /// Tasks to run at once.
-    #[arg(short, long, default_value_t = 1)]
-    pub jobs: usize,
+    /// Tasks to run at once (local executor). Default: the manifest's `[executor] jobs`, else 1.
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
     /// CPU threads per task. Default: the machine's cores divided by --jobs, so parallel tasks
     /// do not oversubscribe the cores (candle's CPU kernels spin while they wait for each
     /// other); `RAYON_NUM_THREADS` in the environment wins over the default.
@@ -78,10 +78,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.plan_json.as_deref(),
         args.store.as_deref(),
     )?;
-    if args.jobs == 0 {
+    let slurm_cfg = crate::exec::slurm::SlurmConfig::from_manifest(&plan.manifest)?;
+    let jobs = args.jobs.or(slurm_cfg.jobs).unwrap_or(1);
+    if jobs == 0 {
         return Err(super::UserError("--jobs must be at least 1".into()).into());
     }
-    let slurm_cfg = crate::exec::slurm::SlurmConfig::from_manifest(&plan.manifest)?;
     let kind = match &args.executor {
         Some(e) => crate::exec::slurm::ExecutorKind::parse(e)?,
         None => slurm_cfg.kind,
@@ -97,11 +98,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     crate::exec::slurm::refuse_if_in_slurm(&plan)?;
     let mut opts = RunOptions::new()?;
-    opts.jobs = args.jobs;
+    opts.jobs = jobs;
     opts.retries = args.retries;
     opts.wait_lock = args.wait_lock;
     opts.progress = !args.no_progress;
-    opts.threads_per_worker = threads_per_worker(args.threads, args.jobs);
+    opts.threads_per_worker = threads_per_worker(args.threads, jobs);
     if args.verify_checksums {
         opts.verify = VerifyLevel::Full;
     }

@@ -4,5 +4,6 @@ pub mod fusion;
 pub mod hub;
 pub mod llm;
 pub mod mllm;
+pub mod ops;
 pub mod preprocess;
 pub mod vision;

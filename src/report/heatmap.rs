@@ -36,9 +36,24 @@ fn register_font() -> Result<()> {
     res
 }
 
-/// The row labels as drawn: the row-axis values joined by " · ".
+/// The row labels as drawn: the row-axis values joined by " · " (axes that do not apply to
+/// the row, shown as "-" in the tables, are left out).
 fn row_label(labels: &[String]) -> String {
-    labels.join(" · ")
+    let parts: Vec<&str> = labels
+        .iter()
+        .map(String::as_str)
+        .filter(|l| *l != "-")
+        .collect();
+    parts.join(" · ")
+}
+
+/// Whether column `c` holds at least two different values (a "best" among equals says nothing).
+fn column_varies(t: &WideTable, c: usize) -> bool {
+    let mut vals = t.cells.iter().filter_map(|r| r[c].map(|a| a.mean));
+    match vals.next() {
+        Some(first) => vals.any(|v| v != first),
+        None => false,
+    }
 }
 
 /// A value as printed in its cell (with ± std when seeds were aggregated).
@@ -150,6 +165,7 @@ pub fn heatmap_png(t: &WideTable, title: &str) -> Result<Vec<u8>> {
                 .map_err(err)?;
         }
         let scales: Vec<_> = (0..t.cols.len()).map(|c| column_scale(t, c)).collect();
+        let varies: Vec<bool> = (0..t.cols.len()).map(|c| column_varies(t, c)).collect();
         for (r, label) in labels.iter().enumerate() {
             let y = y0 + CELL_H * r as u32;
             root.draw(&Text::new(label.clone(), at(PAD, y + CELL_H / 2), left.clone()))
@@ -165,7 +181,7 @@ pub fn heatmap_png(t: &WideTable, title: &str) -> Result<Vec<u8>> {
                 };
                 let rect = [at(x, y), at(x + cell_w - 1, y + CELL_H - 1)];
                 root.draw(&Rectangle::new(rect, bg.filled())).map_err(err)?;
-                if t.best[r][c] {
+                if t.best[r][c] && varies[c] {
                     let inner = [at(x + 1, y + 1), at(x + cell_w - 2, y + CELL_H - 2)];
                     root.draw(&Rectangle::new(inner, RED.stroke_width(2)))
                         .map_err(err)?;
@@ -177,7 +193,7 @@ pub fn heatmap_png(t: &WideTable, title: &str) -> Result<Vec<u8>> {
             }
         }
         let legend = format!(
-            "{}; colour: rank within each column ({} is better); red outline: best",
+            "{}; colour: position within each column ({} is better); red outline: best of a column",
             t.metric,
             if lower_is_better(&t.metric) {
                 "lower"

@@ -17,6 +17,7 @@
 //! max_array_size = 1000     # the cluster's MaxArraySize - 1; bigger groups are split
 //! poll_s = 15               # how often `--wait` asks squeue
 //! mlvf = "/shared/bin/mlvf" # the mlvf the jobs run (default: this executable)
+//! jobs = 2                  # local executor: tasks at once when `--jobs` is not given
 //!
 //! [executor.stage.eval]     # ... overridden per stage
 //! gpus = 0
@@ -132,6 +133,7 @@ struct RawExecutor {
     signal_lead_s: Option<u32>,
     throttle: Option<u32>,
     max_array_size: Option<u32>,
+    jobs: Option<usize>,
     poll_s: Option<f64>,
     mlvf: Option<PathBuf>,
 }
@@ -157,6 +159,8 @@ pub struct SlurmConfig {
     pub poll_s: f64,
     /// The mlvf executable the jobs run (default: the controller's own).
     pub mlvf: Option<PathBuf>,
+    /// Local executor: tasks at once when `--jobs` is not given (default 1).
+    pub jobs: Option<usize>,
 }
 
 impl Default for SlurmConfig {
@@ -171,6 +175,7 @@ impl Default for SlurmConfig {
             max_array_size: 1000,
             poll_s: 15.0,
             mlvf: None,
+            jobs: None,
         }
     }
 }
@@ -220,7 +225,11 @@ impl SlurmConfig {
             max_array_size: d.max_array_size.unwrap_or(base.max_array_size),
             poll_s: d.poll_s.unwrap_or(base.poll_s),
             mlvf: d.mlvf,
+            jobs: d.jobs,
         };
+        if cfg.jobs == Some(0) {
+            bail!("{origin}: [executor] jobs must be at least 1");
+        }
         if cfg.max_array_size == 0 {
             bail!("{origin}: [executor] max_array_size must be at least 1");
         }

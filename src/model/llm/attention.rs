@@ -1,11 +1,12 @@
 //! Grouped-query self-attention with RoPE, causal + padding masks and an optional KV cache.
 //!
 //! Scores, mask and softmax are computed in f32 whatever the weight dtype (as transformers
-//! does), and softmax is candle's composed `ops::softmax`, which has a backward.
+//! does), and softmax is `crate::model::ops::softmax_last_dim`: candle's fused kernel with a
+//! backward of ours.
 
 use super::config::LlamaConfig;
 use super::rope;
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{linear_no_bias, Linear, VarBuilder};
 
 /// A large negative score for masked keys. Finite (unlike -inf) so a fully masked query row, e.g.
@@ -104,6 +105,6 @@ pub(crate) fn attend(
         Some(m) => scores.broadcast_add(m)?,
         None => scores,
     };
-    let probs = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(dtype)?;
+    let probs = crate::model::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
     probs.matmul(&v.contiguous()?)
 }

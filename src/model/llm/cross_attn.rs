@@ -29,7 +29,8 @@ use super::mlp::SwiGlu;
 use super::rope::Positions;
 use anyhow::{bail, Context};
 use candle_core::{Device, Module, Result, Tensor};
-use candle_nn::{Init, Linear, RmsNorm, VarBuilder};
+use super::norm::RmsNorm;
+use candle_nn::{Init, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -130,8 +131,8 @@ impl CrossAttnBlock {
         );
         let norms = if opts.placement == XAttnPlacement::Post {
             Some((
-                candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("attn_norm"))?,
-                candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("mlp_norm"))?,
+                RmsNorm::new(h, cfg.rms_norm_eps, vb.pp("attn_norm"))?,
+                RmsNorm::new(h, cfg.rms_norm_eps, vb.pp("mlp_norm"))?,
             ))
         } else {
             None
@@ -204,7 +205,7 @@ impl CrossAttnBlock {
     pub(crate) fn attn_norm(&self, x: &Tensor) -> Result<Tensor> {
         match &self.norms {
             Some((n, _)) => n
-                .forward_diff(&x.to_dtype(self.weight_dtype())?)?
+                .forward(&x.to_dtype(self.weight_dtype())?)?
                 .to_dtype(x.dtype()),
             None => Ok(x.clone()),
         }
@@ -213,7 +214,7 @@ impl CrossAttnBlock {
     pub(crate) fn mlp_norm(&self, x: &Tensor) -> Result<Tensor> {
         match &self.norms {
             Some((_, n)) => n
-                .forward_diff(&x.to_dtype(self.weight_dtype())?)?
+                .forward(&x.to_dtype(self.weight_dtype())?)?
                 .to_dtype(x.dtype()),
             None => Ok(x.clone()),
         }

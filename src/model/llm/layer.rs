@@ -5,7 +5,8 @@ use super::config::LlamaConfig;
 use super::cross_attn::{CrossAttnBlock, XAttnPlacement};
 use super::mlp::SwiGlu;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{RmsNorm, VarBuilder};
+use super::norm::RmsNorm;
+use candle_nn::VarBuilder;
 
 /// `model.layers.{i}`: pre-norm self-attention and SwiGLU MLP, each with a residual.
 #[derive(Clone, Debug)]
@@ -29,9 +30,9 @@ impl DecoderLayer {
     pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         Ok(DecoderLayer {
-            input_layernorm: candle_nn::rms_norm(h, eps, vb.pp("input_layernorm"))?,
+            input_layernorm: RmsNorm::new(h, eps, vb.pp("input_layernorm"))?,
             self_attn: SelfAttention::new(cfg, vb.pp("self_attn"))?,
-            post_attention_layernorm: candle_nn::rms_norm(
+            post_attention_layernorm: RmsNorm::new(
                 h,
                 eps,
                 vb.pp("post_attention_layernorm"),
@@ -55,7 +56,7 @@ impl DecoderLayer {
         self.mlp.named_tensors(&format!("{prefix}.mlp"), out);
     }
 
-    /// `h` `[B, T, H]` → `[B, T, H]`. Norms use `forward_diff`: the fused kernel has no backward.
+    /// `h` `[B, T, H]` → `[B, T, H]`. Norms are `super::norm::RmsNorm` (fused value, our backward).
     pub(crate) fn forward(
         &self,
         h: &Tensor,
@@ -67,10 +68,10 @@ impl DecoderLayer {
     ) -> Result<Tensor> {
         let attn = |u: &Tensor, cache| self.self_attn.forward(u, cos, sin, mask, cache);
         let mlp_residual = |h1: Tensor| -> Result<Tensor> {
-            let v = self.post_attention_layernorm.forward_diff(&h1)?;
+            let v = self.post_attention_layernorm.forward(&h1)?;
             h1 + self.mlp.forward(&v)?
         };
-        let u = self.input_layernorm.forward_diff(h)?;
+        let u = self.input_layernorm.forward(h)?;
         let Some(x) = xattn else {
             return mlp_residual((h + attn(&u, cache)?)?);
         };
@@ -88,7 +89,7 @@ impl DecoderLayer {
             }
             XAttnPlacement::Parallel => {
                 let h1 = ((h + attn(&u, cache)?)? + x.block.gated_attn(&u, x.kv, x.mask)?)?;
-                let v = self.post_attention_layernorm.forward_diff(&h1)?;
+                let v = self.post_attention_layernorm.forward(&h1)?;
                 (&h1 + self.mlp.forward(&v)?)? + x.block.gated_mlp(&v)?
             }
         }

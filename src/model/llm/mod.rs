@@ -46,6 +46,7 @@ pub mod injection;
 pub mod layer;
 pub mod mlp;
 pub mod model;
+pub mod norm;
 pub mod rope;
 
 pub use cache::KvCache;

@@ -1,6 +1,6 @@
 //! The LLaMA causal LM: embeddings → decoder layers (with fusion hooks) → norm → `lm_head`.
 //!
-//! Differentiable end to end (norms via `forward_diff`, `rope_slow`, composed softmax), logits for
+//! Differentiable end to end (fused norms and softmax with our backward — `crate::model::ops` — and `rope_slow`), logits for
 //! every position, and the input can be embeddings so visual tokens can be spliced in.
 
 use super::attention::MASKED;
@@ -13,7 +13,8 @@ use super::rope::{Positions, Rotary};
 use crate::model::hub::ModelFiles;
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder, VarMap};
+use super::norm::RmsNorm;
+use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
 use std::path::Path;
 
 /// Per-pass inputs besides the embeddings. `Default` is a plain forward.
@@ -68,7 +69,7 @@ impl Llama {
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::new(cfg, m.pp(format!("layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
-        let norm = candle_nn::rms_norm(h, cfg.rms_norm_eps, m.pp("norm"))?;
+        let norm = RmsNorm::new(h, cfg.rms_norm_eps, m.pp("norm"))?;
         let lm_head = if cfg.tie_word_embeddings {
             Linear::new(embed_tokens.embeddings().clone(), None)
         } else {
@@ -207,7 +208,7 @@ impl Llama {
         cache: Option<&mut KvCache>,
     ) -> anyhow::Result<Tensor> {
         let (h, _) = self.run_layers(embeds, opts, cache)?;
-        Ok(self.norm.forward_diff(&h)?)
+        Ok(self.norm.forward(&h)?)
     }
 
     /// Logits (f32) from final-normed hidden states `[.., H]`, e.g. only the positions a caller
@@ -226,7 +227,7 @@ impl Llama {
         let (h, hidden_states) = self.run_layers(embeds, opts, cache)?;
         let logits = self
             .lm_head
-            .forward(&self.norm.forward_diff(&h)?)?
+            .forward(&self.norm.forward(&h)?)?
             .to_dtype(DType::F32)?;
         Ok(LlmOutput {
             logits,

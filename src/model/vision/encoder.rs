@@ -38,7 +38,7 @@ impl LayerNorm {
     pub fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
         match kernels {
             Kernels::Differentiable => {
-                super::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+                crate::model::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
             }
             Kernels::Fused => candle_nn::ops::layer_norm(
                 &x.contiguous()?,
@@ -123,7 +123,7 @@ impl SelfAttention {
         let v = heads(&self.v_proj)?;
         let scores = q.matmul(&k.t()?)?;
         let probs = match kernels {
-            Kernels::Differentiable => super::ops::softmax_last_dim(&scores)?,
+            Kernels::Differentiable => crate::model::ops::softmax_last_dim(&scores)?,
             Kernels::Fused => candle_nn::ops::softmax_last_dim(&scores)?,
         };
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;

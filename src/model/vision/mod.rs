@@ -25,7 +25,6 @@ pub mod checkpoint;
 pub mod config;
 pub mod embeddings;
 pub mod encoder;
-pub mod ops;
 
 pub use config::{VisionActivation, VisionArch, VisionConfig};
 pub use encoder::Kernels;
