@@ -264,6 +264,19 @@ fn unknown_scorer_version_is_rejected() {
 }
 
 #[test]
+fn a_misspelt_scorer_option_is_rejected_instead_of_ignored() {
+    let (_t, dir) = scratch("gqa_mini");
+    edit_manifest(&dir, |m| {
+        m["scorer_options"] = serde_json::json!({"normalization": "evalai_full"})
+    });
+    let e = load_err(&dir);
+    assert!(
+        e.contains("scorer_options.normalization") && e.contains("exact_match_hf"),
+        "{e}"
+    );
+}
+
+#[test]
 fn benchmark_writer_round_trips_through_the_loader() {
     use mlvf::eval::format::{BenchmarkManifest, BenchmarkWriter, Sample};
     let tmp = tempfile::tempdir().unwrap();

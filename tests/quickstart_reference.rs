@@ -140,10 +140,13 @@ fn compare(reference: &str, got: &str, path: &Path) {
 
 #[test]
 fn the_comparison_accepts_small_and_refuses_large_differences() {
-    let reference = "fusion,layers,gqa,pope,best_in\nE_D,former,40.0,80.0,gqa\nbaseline,,38.0,79.5,pope\n";
-    let close = "fusion,layers,gqa,pope,best_in\nE_D,former,41.5,80.0,gqa\nbaseline,,38.0,79.5,pope\n";
+    let reference =
+        "fusion,layers,gqa,pope,best_in\nE_D,former,40.0,80.0,gqa\nbaseline,,38.0,79.5,pope\n";
+    let close =
+        "fusion,layers,gqa,pope,best_in\nE_D,former,41.5,80.0,gqa\nbaseline,,38.0,79.5,pope\n";
     compare(reference, close, Path::new("ref.csv"));
-    let far = "fusion,layers,gqa,pope,best_in\nE_D,former,45.0,80.0,gqa\nbaseline,,38.0,79.5,pope\n";
+    let far =
+        "fusion,layers,gqa,pope,best_in\nE_D,former,45.0,80.0,gqa\nbaseline,,38.0,79.5,pope\n";
     let r = std::panic::catch_unwind(|| compare(reference, far, Path::new("ref.csv")));
     assert!(r.is_err(), "a 5-point difference must fail");
 }

@@ -49,10 +49,10 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
 pub fn rms_norm_slow(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     let dtype = x.dtype();
     let xf = x.to_dtype(work_dtype(dtype))?;
-    let r = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
-    xf.broadcast_mul(&r)?
-        .to_dtype(dtype)?
-        .broadcast_mul(weight)
+    let r = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+        .sqrt()?
+        .recip()?;
+    xf.broadcast_mul(&r)?.to_dtype(dtype)?.broadcast_mul(weight)
 }
 
 /// f32 for half types (statistics and backward), the type itself otherwise.
@@ -302,10 +302,23 @@ mod tests {
         let fast = rms_norm(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
         let slow = rms_norm_slow(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
         assert!(max_diff(&fast, &slow) < 1e-5);
-        let gf = (fast * &coef).unwrap().sum_all().unwrap().backward().unwrap();
-        let gs = (slow * &coef).unwrap().sum_all().unwrap().backward().unwrap();
+        let gf = (fast * &coef)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gs = (slow * &coef)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         for v in [&x, &w] {
-            let d = max_diff(gf.get(v.as_tensor()).unwrap(), gs.get(v.as_tensor()).unwrap());
+            let d = max_diff(
+                gf.get(v.as_tensor()).unwrap(),
+                gs.get(v.as_tensor()).unwrap(),
+            );
             assert!(d < 1e-4, "{d}");
         }
     }

@@ -82,7 +82,9 @@ fn column_scale(t: &WideTable, c: usize) -> impl Fn(f64) -> f64 {
     let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let flip = lower_is_better(&t.metric);
     move |v: f64| {
-        if !(hi > lo) {
+        // One distinct value (or none): mid-scale. `hi <= lo` also covers the empty column,
+        // where hi = -inf and lo = +inf.
+        if hi <= lo {
             return 0.5;
         }
         let x = (v - lo) / (hi - lo);
@@ -143,16 +145,14 @@ pub fn heatmap_png(t: &WideTable, title: &str) -> Result<Vec<u8>> {
         let err = |e| anyhow!("drawing the heatmap: {e:?}");
         root.fill(&WHITE).map_err(err)?;
         let at = |x: u32, y: u32| (x as i32, y as i32);
-        root.draw(&Text::new(title.to_string(), at(PAD, PAD), title_font.clone()))
-            .map_err(err)?;
-        let centred = TextStyle::from(label_font.clone()).pos(Pos::new(
-            HPos::Center,
-            VPos::Center,
-        ));
-        let left = TextStyle::from(label_font.clone()).pos(Pos::new(
-            HPos::Left,
-            VPos::Center,
-        ));
+        root.draw(&Text::new(
+            title.to_string(),
+            at(PAD, PAD),
+            title_font.clone(),
+        ))
+        .map_err(err)?;
+        let centred = TextStyle::from(label_font.clone()).pos(Pos::new(HPos::Center, VPos::Center));
+        let left = TextStyle::from(label_font.clone()).pos(Pos::new(HPos::Left, VPos::Center));
         root.draw(&Text::new(
             t.row_axes.join(" · "),
             at(PAD, title_h + CELL_H / 2),
@@ -161,15 +161,23 @@ pub fn heatmap_png(t: &WideTable, title: &str) -> Result<Vec<u8>> {
         .map_err(err)?;
         for (c, name) in t.cols.iter().enumerate() {
             let cx = x0 + cell_w * c as u32 + cell_w / 2;
-            root.draw(&Text::new(name.clone(), at(cx, title_h + CELL_H / 2), centred.clone()))
-                .map_err(err)?;
+            root.draw(&Text::new(
+                name.clone(),
+                at(cx, title_h + CELL_H / 2),
+                centred.clone(),
+            ))
+            .map_err(err)?;
         }
         let scales: Vec<_> = (0..t.cols.len()).map(|c| column_scale(t, c)).collect();
         let varies: Vec<bool> = (0..t.cols.len()).map(|c| column_varies(t, c)).collect();
         for (r, label) in labels.iter().enumerate() {
             let y = y0 + CELL_H * r as u32;
-            root.draw(&Text::new(label.clone(), at(PAD, y + CELL_H / 2), left.clone()))
-                .map_err(err)?;
+            root.draw(&Text::new(
+                label.clone(),
+                at(PAD, y + CELL_H / 2),
+                left.clone(),
+            ))
+            .map_err(err)?;
             for c in 0..t.cols.len() {
                 let x = x0 + cell_w * c as u32;
                 let (bg, text) = match t.cells[r][c] {
@@ -201,10 +209,8 @@ pub fn heatmap_png(t: &WideTable, title: &str) -> Result<Vec<u8>> {
                 "higher"
             }
         );
-        let small = TextStyle::from((FONT, LABEL_PT - 2.0).into_font()).pos(Pos::new(
-            HPos::Left,
-            VPos::Center,
-        ));
+        let small = TextStyle::from((FONT, LABEL_PT - 2.0).into_font())
+            .pos(Pos::new(HPos::Left, VPos::Center));
         root.draw(&Text::new(
             legend,
             at(PAD, height - PAD - CELL_H / 2),

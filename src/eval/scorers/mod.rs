@@ -122,9 +122,14 @@ pub fn build(m: &BenchmarkManifest) -> Result<Box<dyn Scorer>> {
     // A misspelt option would silently fall back to the default: refuse unknown keys.
     let known: &[&str] = match m.scorer.as_str() {
         "vqa_acc" => &["normalize"],
+        "mmmu" => &["open_ended"],
         _ => &[],
     };
-    if let Some(k) = m.scorer_options.keys().find(|k| !known.contains(&k.as_str())) {
+    if let Some(k) = m
+        .scorer_options
+        .keys()
+        .find(|k| !known.contains(&k.as_str()))
+    {
         bail!(
             "scorer_options.{k}: scorer {} takes {}",
             m.scorer,

@@ -26,10 +26,10 @@
 use super::attention::{attend, MASKED};
 use super::config::LlamaConfig;
 use super::mlp::SwiGlu;
+use super::norm::RmsNorm;
 use super::rope::Positions;
 use anyhow::{bail, Context};
 use candle_core::{Device, Module, Result, Tensor};
-use super::norm::RmsNorm;
 use candle_nn::{Init, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -4,8 +4,8 @@ use super::attention::SelfAttention;
 use super::config::LlamaConfig;
 use super::cross_attn::{CrossAttnBlock, XAttnPlacement};
 use super::mlp::SwiGlu;
-use candle_core::{Module, Result, Tensor};
 use super::norm::RmsNorm;
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// `model.layers.{i}`: pre-norm self-attention and SwiGLU MLP, each with a residual.
@@ -32,11 +32,7 @@ impl DecoderLayer {
         Ok(DecoderLayer {
             input_layernorm: RmsNorm::new(h, eps, vb.pp("input_layernorm"))?,
             self_attn: SelfAttention::new(cfg, vb.pp("self_attn"))?,
-            post_attention_layernorm: RmsNorm::new(
-                h,
-                eps,
-                vb.pp("post_attention_layernorm"),
-            )?,
+            post_attention_layernorm: RmsNorm::new(h, eps, vb.pp("post_attention_layernorm"))?,
             mlp: SwiGlu::new(h, cfg.intermediate_size, vb.pp("mlp"))?,
         })
     }

@@ -9,11 +9,11 @@ use super::config::LlamaConfig;
 use super::cross_attn::CrossAttn;
 use super::injection::Injections;
 use super::layer::{DecoderLayer, XAttnStep};
+use super::norm::RmsNorm;
 use super::rope::{Positions, Rotary};
 use crate::model::hub::ModelFiles;
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Module, Result, Tensor};
-use super::norm::RmsNorm;
 use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
 use std::path::Path;
 
