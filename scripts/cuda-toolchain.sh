@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
 # A CUDA 13.0 build toolchain from PyPI wheels, for `cargo build --features cuda` on a machine without a
 # CUDA install (the development machines here): nvcc, headers (CCCL), libnvvm matching nvcc (a newer nvvm
-# emits PTX the 13.0 ptxas rejects: "Unsupported .version 9.5"), and link-time stubs for cudart/cublas.
+# emits PTX the 13.0 ptxas rejects: "Unsupported .version 9.5"), the cudart/cublas/curand/nvrtc libraries with
+# the lib*.so names the linker looks for, and a link-time stub of the driver's libcuda.so.
 # The result runs on a GPU machine whose driver supports CUDA 13.0 (e.g. 580.x); its CUDA libraries are
 # loaded at run time (LD_LIBRARY_PATH there).
 #
 #   scripts/cuda-toolchain.sh [DIR]        # default /opt/cuda13
 #   eval "$(scripts/cuda-toolchain.sh env [DIR])"
 #   CUDA_COMPUTE_CAP=90 cargo build --release --features cuda     # 90 = H100/H200
+#   C=/opt/cuda13/py/nvidia/cu13; LD_LIBRARY_PATH=$C/lib:$C/lib/stubs-run target/release/mlvf ... --device cpu
 #
-# Status (2026-11-26): each step was done by hand and candle-kernels compiled with it (~25 min on 2 cores,
-# nvcc + ptxas for sm_90a); the first link failed on -lcublasLt/-lcudart, which the stubs and RUSTFLAGS below
-# address, but that final link was not re-run to the end. Verify before relying on it.
+# Status (2026-11-26): verified to the end on a 2-core machine without GPU or CUDA install: with this script's
+# /opt/cuda13 and `eval "$(scripts/cuda-toolchain.sh env)"`,
+#   CUDA_COMPUTE_CAP=90 CARGO_PROFILE_RELEASE_DEBUG=false cargo build --release --features cuda --bin mlvf
+# compiled and linked in 25 min (nice 19, -j 2; candle-kernels' PTX/.o for sm_90a reused from an earlier
+# build, ~25 min more when compiled afresh). The binary: 108 MB, 93 MB stripped (14 MB xz); it needs at run
+# time libcuda.so.1 (the driver), libcudart.so.13, libcublas.so.13 (+ libcublasLt.so.13), libcurand.so.10.
+# With LD_LIBRARY_PATH=$C/lib:$C/lib/stubs-run (as above) it ran `inspect llm` on --device cpu (logits bit-identical to
+# the CPU-only build; tests llm_cli, vision_cli pass) and --device cuda:0 failed with a clear error naming the
+# stub. The first link had failed on -lcublasLt/-lcudart (no .so links); -lcuda (no wheel has the driver)
+# and -lcurand (wheel was missing) needed the stub and the curand wheel added here. The script was re-run
+# over the existing /opt/cuda13 with its pip steps skipped (curand installed by hand with the same wheel);
+# a run into an empty DIR was not repeated. Not yet run on a GPU (scripts/gpu-check.sh is for that).
 set -euo pipefail
 if [ "${1:-}" = env ]; then
     D=${2:-/opt/cuda13}/py/nvidia/cu13
