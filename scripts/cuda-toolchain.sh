@@ -15,7 +15,9 @@
 # /opt/cuda13 and `eval "$(scripts/cuda-toolchain.sh env)"`,
 #   CUDA_COMPUTE_CAP=90 CARGO_PROFILE_RELEASE_DEBUG=false cargo build --release --features cuda --bin mlvf
 # compiled and linked in 25 min (nice 19, -j 2; candle-kernels' PTX/.o for sm_90a reused from an earlier
-# build, ~25 min more when compiled afresh). The binary: 108 MB, 93 MB stripped (14 MB xz); it needs at run
+# build, ~25 min more when compiled afresh); the plain `cargo build --release --features cuda --bin mlvf`
+# (release profile's line-tables debug info) then also linked, in 51 min while the machine was busy. The
+# binary: 108 MB (679 MB with line tables), 93 MB stripped either way (14 MB xz); it needs at run
 # time libcuda.so.1 (the driver), libcudart.so.13, libcublas.so.13 (+ libcublasLt.so.13), libcurand.so.10.
 # With LD_LIBRARY_PATH=$C/lib:$C/lib/stubs-run (as above) it ran `inspect llm` on --device cpu (logits bit-identical to
 # the CPU-only build; tests llm_cli, vision_cli pass) and --device cuda:0 failed with a clear error naming the
