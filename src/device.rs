@@ -75,10 +75,33 @@ impl DeviceSpec {
                          rebuild with `cargo build --features cuda` or use `--device cpu`"
                     );
                 }
-                Device::new_cuda(n).with_context(|| format!("cannot open CUDA device {n}"))
+                Device::new_cuda(n).map_err(|e| cuda_open_error(n, &e.to_string()))
             }
         }
     }
+}
+
+/// The error for a CUDA device that does not open: the driver's first line (candle appends a backtrace
+/// under RUST_BACKTRACE) and what the usual codes mean.
+fn cuda_open_error(n: usize, err: &str) -> anyhow::Error {
+    tracing::debug!("opening cuda:{n}: {err}");
+    let first = err.lines().next().unwrap_or_default().trim();
+    let hint = if err.contains("CUDA_ERROR_STUB_LIBRARY") {
+        "; the libcuda.so.1 loaded is a link-time stub, not the NVIDIA driver: this machine has \
+         no usable GPU driver (use `--device cpu`, or take the stub off LD_LIBRARY_PATH)"
+            .to_string()
+    } else if err.contains("CUDA_ERROR_NO_DEVICE") {
+        "; the NVIDIA driver sees no GPU (check `nvidia-smi` and CUDA_VISIBLE_DEVICES)".to_string()
+    } else if err.contains("CUDA_ERROR_INVALID_DEVICE") {
+        format!("; there is no GPU with ordinal {n} (check `nvidia-smi` and CUDA_VISIBLE_DEVICES)")
+    } else if err.contains("CUDA_ERROR_INSUFFICIENT_DRIVER")
+        || err.contains("CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE")
+    {
+        "; the NVIDIA driver is older than the CUDA version this mlvf was built with".to_string()
+    } else {
+        String::new()
+    };
+    anyhow::anyhow!("cannot open CUDA device {n}: {first}{hint}")
 }
 
 impl DeviceSpec {
@@ -139,6 +162,16 @@ mod tests {
         assert_eq!(describe(&d), "cpu");
         // `auto` never fails: it falls back to the CPU when there is no GPU.
         parse_device("auto").unwrap();
+    }
+
+    #[test]
+    fn cuda_open_errors_say_what_the_code_means() {
+        let stub = "DriverError(CUDA_ERROR_STUB_LIBRARY, \"<Failure when calling cuGetErrorString()>\")\n   0: bt";
+        let e = cuda_open_error(0, stub).to_string();
+        assert!(e.starts_with("cannot open CUDA device 0: DriverError(CUDA_ERROR_STUB_LIBRARY"), "{e}");
+        assert!(e.contains("stub") && e.contains("--device cpu") && !e.contains("0: bt"), "{e}");
+        let e = cuda_open_error(3, "DriverError(CUDA_ERROR_INVALID_DEVICE, \"invalid device ordinal\")");
+        assert!(e.to_string().contains("no GPU with ordinal 3"), "{e}");
     }
 
     #[cfg(not(feature = "cuda"))]

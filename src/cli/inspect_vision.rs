@@ -5,6 +5,7 @@
 //! `hidden_states.N` as `[tokens, dim]` f32, the same indices as transformers'
 //! `output_hidden_states=True` (batch 1 squeezed), so the file compares directly with Python.
 
+use crate::device::DeviceSpec;
 use crate::model::preprocess::{load_rgb, AspectMode, ImageProcessor};
 use crate::model::vision::VisionTower;
 use anyhow::{Context, Result};
@@ -33,10 +34,13 @@ pub struct InspectVisionArgs {
     /// Compute dtype of the tower; the file is always f32.
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
     pub dtype: String,
+    /// `cpu`, `cuda:N` or `auto` (CUDA 0 if built with `--features cuda` and present, else CPU).
+    #[arg(long, default_value = "cpu", value_parser = DeviceSpec::parse_arg)]
+    pub device: DeviceSpec,
 }
 
 pub fn run(args: InspectVisionArgs) -> Result<ExitCode> {
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let aspect = AspectMode::parse(&args.aspect)?;
     let dtype = match args.dtype.as_str() {
         "bf16" => DType::BF16,
@@ -54,7 +58,7 @@ pub fn run(args: InspectVisionArgs) -> Result<ExitCode> {
         .map(|(i, h)| {
             Ok((
                 format!("hidden_states.{i}"),
-                h.squeeze(0)?.to_dtype(DType::F32)?,
+                h.squeeze(0)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?,
             ))
         })
         .collect::<Result<Vec<_>>>()?;
