@@ -168,9 +168,18 @@ mod tests {
     fn cuda_open_errors_say_what_the_code_means() {
         let stub = "DriverError(CUDA_ERROR_STUB_LIBRARY, \"<Failure when calling cuGetErrorString()>\")\n   0: bt";
         let e = cuda_open_error(0, stub).to_string();
-        assert!(e.starts_with("cannot open CUDA device 0: DriverError(CUDA_ERROR_STUB_LIBRARY"), "{e}");
-        assert!(e.contains("stub") && e.contains("--device cpu") && !e.contains("0: bt"), "{e}");
-        let e = cuda_open_error(3, "DriverError(CUDA_ERROR_INVALID_DEVICE, \"invalid device ordinal\")");
+        assert!(
+            e.starts_with("cannot open CUDA device 0: DriverError(CUDA_ERROR_STUB_LIBRARY"),
+            "{e}"
+        );
+        assert!(
+            e.contains("stub") && e.contains("--device cpu") && !e.contains("0: bt"),
+            "{e}"
+        );
+        let e = cuda_open_error(
+            3,
+            "DriverError(CUDA_ERROR_INVALID_DEVICE, \"invalid device ordinal\")",
+        );
         assert!(e.to_string().contains("no GPU with ordinal 3"), "{e}");
     }
 

@@ -58,7 +58,9 @@ pub fn run(args: InspectVisionArgs) -> Result<ExitCode> {
         .map(|(i, h)| {
             Ok((
                 format!("hidden_states.{i}"),
-                h.squeeze(0)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?,
+                h.squeeze(0)?
+                    .to_dtype(DType::F32)?
+                    .to_device(&Device::Cpu)?,
             ))
         })
         .collect::<Result<Vec<_>>>()?;
