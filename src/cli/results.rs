@@ -33,6 +33,10 @@ pub struct ResultsArgs {
     /// The long table (one row per cell × metric), even if the manifest has [[table]]s.
     #[arg(long, conflicts_with_all = ["rows", "cols", "table"])]
     pub long: bool,
+    /// Add an `avg` column: each row's mean over its columns (the paper's Avg; also
+    /// `average = true` in a [[table]]).
+    #[arg(long, conflicts_with = "long")]
+    pub average: bool,
     /// Show each value minus its baseline cell's (fusion = baseline, same other axes).
     #[arg(long)]
     pub baseline_delta: bool,
@@ -72,7 +76,12 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
     let table = if args.long {
         None
     } else if !args.rows.is_empty() || !args.cols.is_empty() {
-        Some((args.rows.clone(), args.cols.clone(), "primary".to_string()))
+        Some((
+            args.rows.clone(),
+            args.cols.clone(),
+            "primary".to_string(),
+            false,
+        ))
     } else if let Some(name) = &args.table {
         let t = plan
             .tables
@@ -90,11 +99,11 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
                     }
                 ))
             })?;
-        Some((t.rows.clone(), t.cols.clone(), t.metric.clone()))
+        Some((t.rows.clone(), t.cols.clone(), t.metric.clone(), t.average))
     } else {
         plan.tables
             .first()
-            .map(|t| (t.rows.clone(), t.cols.clone(), t.metric.clone()))
+            .map(|t| (t.rows.clone(), t.cols.clone(), t.metric.clone(), t.average))
     };
 
     if table.is_none() && args.plot.is_some() {
@@ -112,7 +121,7 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or(MetricSel::All);
             render_long(&long_table(&plan, &finals, &rows, &sel), args.format)?
         }
-        Some((r, c, metric)) => {
+        Some((r, c, metric, average)) => {
             let sel = MetricSel::parse(args.metric.as_deref().unwrap_or(&metric));
             let long = long_table(&plan, &finals, &rows, &sel);
             let spec = PivotSpec {
@@ -120,7 +129,10 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
                 cols: c,
                 baseline_delta: args.baseline_delta,
             };
-            let wide = pivot(&long, &spec).map_err(|e| super::UserError(format!("{e:#}")))?;
+            let mut wide = pivot(&long, &spec).map_err(|e| super::UserError(format!("{e:#}")))?;
+            if average || args.average {
+                crate::report::pivot::add_average(&mut wide);
+            }
             if matches!(args.format, Format::Csv) && !wide.gaps.is_empty() {
                 eprintln!("{} cell(s) without a value:", wide.gaps.len());
                 for g in &wide.gaps {

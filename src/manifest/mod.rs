@@ -427,7 +427,12 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
                 );
                 continue;
             };
-            read::check_keys(tt, &["name", "rows", "cols", "metric"], "[[table]]", d);
+            read::check_keys(
+                tt,
+                &["name", "rows", "cols", "metric", "average"],
+                "[[table]]",
+                d,
+            );
             let name = read::string(tt, "name", "[[table]]", d);
             if name.is_none() && tt.get("name").is_none() {
                 d.error(&item.loc, "[[table]] has no `name`", None);
@@ -454,6 +459,9 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
                 metric: read::string(tt, "metric", "[[table]]", d)
                     .map(|x| x.0)
                     .unwrap_or_else(|| "primary".into()),
+                average: read::boolean(tt, "average", "[[table]]", d)
+                    .map(|x| x.0)
+                    .unwrap_or(false),
             });
         }
     }

@@ -115,6 +115,10 @@ pub struct TableSpec {
     pub cols: Vec<String>,
     /// Metric name, or `primary` for each benchmark's primary metric.
     pub metric: String,
+    /// Add an `avg` column: each row's plain mean over its columns (the paper's convention, on
+    /// the benchmarks' reporting scales).
+    #[serde(default)]
+    pub average: bool,
 }
 
 /// A whole sweep, planned: what the executor runs and the reports read.

@@ -248,6 +248,42 @@ pub fn pivot(long: &LongTable, spec: &PivotSpec) -> anyhow::Result<WideTable> {
     })
 }
 
+/// The name of the column [`add_average`] appends.
+pub const AVERAGE_COLUMN: &str = "avg";
+
+/// Appends an `avg` column: each row's plain mean over its columns' means (the paper's "Avg",
+/// which averages the benchmarks' primary scores on their reporting scales), only for rows
+/// with a value in every column. Seeds are averaged first, so the column carries no spread.
+pub fn add_average(t: &mut WideTable) {
+    let avgs: Vec<Option<Agg>> = t
+        .cells
+        .iter()
+        .map(|row| {
+            let vals: Option<Vec<Agg>> = row.iter().copied().collect();
+            let vals = vals.filter(|v| !v.is_empty())?;
+            Some(Agg {
+                mean: vals.iter().map(|a| a.mean).sum::<f64>() / vals.len() as f64,
+                std: None,
+                n: vals.iter().map(|a| a.n).min().unwrap_or(0),
+            })
+        })
+        .collect();
+    let lower = lower_is_better(&t.metric);
+    let top = avgs.iter().flatten().map(|a| a.mean).fold(
+        if lower {
+            f64::INFINITY
+        } else {
+            f64::NEG_INFINITY
+        },
+        |m, v| if lower { m.min(v) } else { m.max(v) },
+    );
+    for (r, a) in avgs.into_iter().enumerate() {
+        t.best[r].push(a.is_some_and(|a| a.mean == top));
+        t.cells[r].push(a);
+    }
+    t.cols.push(AVERAGE_COLUMN.to_string());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +400,43 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no axis `encoder`"));
+    }
+
+    #[test]
+    fn the_average_column_is_the_row_mean_over_complete_rows_and_marks_the_best() {
+        let mut t = WideTable {
+            row_axes: vec!["fusion".into()],
+            rows: vec![vec!["E_D".into()], vec!["E_M".into()], vec!["I_D".into()]],
+            cols: vec!["gqa".into(), "pope".into()],
+            cells: vec![
+                vec![Some(agg(40.0)), Some(agg(80.0))],
+                vec![Some(agg(50.0)), Some(agg(60.0))],
+                vec![Some(agg(90.0)), None],
+            ],
+            best: vec![vec![false, true], vec![false, false], vec![true, false]],
+            metric: "primary_score".into(),
+            baseline_delta: false,
+            gaps: vec![],
+        };
+        add_average(&mut t);
+        assert_eq!(t.cols.last().unwrap(), AVERAGE_COLUMN);
+        assert_eq!(t.cells[0][2].unwrap().mean, 60.0);
+        assert_eq!(t.cells[1][2].unwrap().mean, 55.0);
+        assert!(
+            t.cells[2][2].is_none(),
+            "a row with a missing benchmark has no average"
+        );
+        assert_eq!(
+            t.best.iter().map(|r| r[2]).collect::<Vec<_>>(),
+            vec![true, false, false]
+        );
+    }
+
+    fn agg(mean: f64) -> Agg {
+        Agg {
+            mean,
+            std: None,
+            n: 1,
+        }
     }
 }

@@ -53,6 +53,7 @@ pub fn tables_of(plan: &Plan) -> Vec<TableSpec> {
         rows,
         cols: vec!["benchmark".into()],
         metric: "primary".into(),
+        average: false,
     }]
 }
 
@@ -61,14 +62,18 @@ pub fn wide_table(plan: &Plan, db: &Db, spec: &TableSpec) -> Result<WideTable> {
     let finals = db.final_metrics()?;
     let rows = db.task_rows()?;
     let long = long_table(plan, &finals, &rows, &MetricSel::parse(&spec.metric));
-    pivot(
+    let mut wide = pivot(
         &long,
         &PivotSpec {
             rows: spec.rows.clone(),
             cols: spec.cols.clone(),
             baseline_delta: false,
         },
-    )
+    )?;
+    if spec.average {
+        crate::report::pivot::add_average(&mut wide);
+    }
+    Ok(wide)
 }
 
 /// Writes every table of the sweep (text, CSV, Markdown, PNG) and returns what was written.

@@ -208,6 +208,7 @@ pub fn fake_plan(
         cells,
         tasks,
         tables: vec![mlvf::plan::TableSpec {
+            average: false,
             name: "main".into(),
             rows: vec!["fusion".into(), "layers".into()],
             cols: vec!["benchmark".into()],
