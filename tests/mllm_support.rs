@@ -134,6 +134,7 @@ pub fn hparams(lr: f64, steps: u64, batch: u64, accum: u64, template: Template) 
         template,
         image_aspect: ManifestAspect::Square,
         mm_projector_lr: None,
+        freeze_llm: false,
     }
 }
 

@@ -152,6 +152,31 @@ fn pretrain_then_finetune_through_the_worker() {
     // The checkpoints that led to a published result are removed.
     assert!(!layout::checkpoint_dir(root, &ft_key).exists());
 
+    // `[finetune] freeze_llm = true`: the fusion weights train, the LLM is not republished
+    // (eval reads the original one), and the option is part of the key.
+    let mut frozen_hp = hparams(3e-3, 3, 2, 1, Template::VicunaV1);
+    frozen_hp.freeze_llm = true;
+    let frozen_cfg = to_json(&FinetuneConfig {
+        data: data_spec("finetune.json"),
+        hparams: frozen_hp,
+        seed: 3,
+    });
+    assert_eq!(frozen_cfg["hparams"]["freeze_llm"], true);
+    let frozen_key = add_task(root, StageKind::Finetune, frozen_cfg, vec![pre_key.clone()]);
+    assert_ne!(frozen_key, ft_key);
+    run_task(root, &frozen_key, None, &reg).unwrap();
+    let frozen_dir = layout::task_dir(root, StageKind::Finetune, &frozen_key);
+    assert!(
+        !frozen_dir.join(LLM_DIR).exists(),
+        "a frozen LLM is not written again"
+    );
+    assert_ne!(
+        std::fs::read(frozen_dir.join(FUSION_WEIGHTS_FILE)).unwrap(),
+        std::fs::read(pre_dir.join(FUSION_WEIGHTS_FILE)).unwrap(),
+        "the fusion weights still train"
+    );
+    Mllm::load(&frozen_dir, &cpu()).expect("a frozen-LLM finetune loads for eval");
+
     // Eval's view: the finetuned model loads frozen and answers from the image.
     let model = Mllm::load(&ft_dir, &cpu()).unwrap();
     assert_eq!(model.config().stage, "finetune");

@@ -77,6 +77,11 @@ pub struct TrainSettings {
     /// the serialised settings while unset, so adding the option changed no existing key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mm_projector_lr: Option<f64>,
+    /// Finetuning: keep the LLM frozen and train the fusion weights only (LLaVA's
+    /// `tune_mm_mlp_adapter` on stage-2 data). Pretraining always freezes the LLM. Left out of
+    /// the serialised settings while false, so adding the option changed no existing key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_llm: bool,
 }
 
 impl TrainSettings {
@@ -96,6 +101,7 @@ impl TrainSettings {
             template: Template::Plain,
             image_aspect: ImageAspect::Square,
             mm_projector_lr: None,
+            freeze_llm: false,
         }
     }
 
@@ -115,6 +121,7 @@ impl TrainSettings {
             template: Template::VicunaV1,
             image_aspect: ImageAspect::Pad,
             mm_projector_lr: None,
+            freeze_llm: false,
         }
     }
 }
@@ -165,7 +172,7 @@ pub fn field_names<T: Serialize>(defaults: &T) -> Vec<String> {
 }
 
 /// Fields of [`TrainSettings`] that its defaults do not serialise (unset options).
-const TRAIN_OPTIONAL_FIELDS: [&str; 1] = ["mm_projector_lr"];
+const TRAIN_OPTIONAL_FIELDS: [&str; 2] = ["mm_projector_lr", "freeze_llm"];
 /// Fields of [`EvalSettings`] that its defaults do not serialise (unset options).
 const EVAL_OPTIONAL_FIELDS: [&str; 1] = ["batch"];
 
@@ -290,6 +297,22 @@ mod tests {
     fn an_unset_mm_projector_lr_is_not_serialised() {
         let v = serde_json::to_value(TrainSettings::pretrain_default()).unwrap();
         assert!(v.get("mm_projector_lr").is_none());
+    }
+
+    #[test]
+    fn freeze_llm_is_serialised_only_when_set() {
+        let base = TrainSettings::finetune_default();
+        assert!(serde_json::to_value(&base)
+            .unwrap()
+            .get("freeze_llm")
+            .is_none());
+        let t = with_field(&base, "freeze_llm", &json!(true)).unwrap();
+        assert!(t.freeze_llm);
+        assert_eq!(serde_json::to_value(&t).unwrap()["freeze_llm"], json!(true));
+        assert!(matches!(
+            with_field(&base, "freeze_llm", &json!("yes")),
+            Err(FieldError::Type(_))
+        ));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use crate::plan::{StageKind, Task};
 use crate::train::trainer::training_device;
 use anyhow::Context;
 
-/// The finetune stage. `freeze_llm` trains the fusion only (an option, not the paper's recipe).
+/// The finetune stage. `freeze_llm` (or `[finetune] freeze_llm = true`) trains the fusion only
+/// (an option, not the paper's recipe).
 #[derive(Default)]
 pub struct FinetuneStage {
     pub freeze_llm: bool,
@@ -26,7 +27,8 @@ impl Stage for FinetuneStage {
             .context("a finetune task needs its pretrain task among the deps (re-plan the sweep)")?
             .to_path_buf();
         let device = training_device()?;
-        let (mut model, trainable) = Mllm::finetune(&pretrained, self.freeze_llm, &device)?;
+        let freeze_llm = self.freeze_llm || cfg.hparams.freeze_llm;
+        let (mut model, trainable) = Mllm::finetune(&pretrained, freeze_llm, &device)?;
         model.set_image_aspect(cfg.hparams.image_aspect.into());
         let data = load_dataset(ctx, &cfg.data)?;
         let mut opts = trainer_options()?;
@@ -42,7 +44,7 @@ impl Stage for FinetuneStage {
             &cfg.hparams,
             cfg.seed,
             &opts,
-            !self.freeze_llm,
+            !freeze_llm,
         )
     }
 }
