@@ -1,8 +1,10 @@
 //! `mlvf results`: result tables: long, pivoted, CSV/Markdown/JSON.
 
 use crate::db::Db;
+use crate::plan::TableSpec;
+use crate::report::publish::wide_table;
 use crate::report::render::{render_long, render_wide, Format};
-use crate::report::{long_table, pivot, MetricSel, PivotSpec};
+use crate::report::{long_table, MetricSel};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,12 +78,13 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
     let table = if args.long {
         None
     } else if !args.rows.is_empty() || !args.cols.is_empty() {
-        Some((
-            args.rows.clone(),
-            args.cols.clone(),
-            "primary".to_string(),
-            false,
-        ))
+        Some(TableSpec {
+            name: String::new(),
+            rows: args.rows.clone(),
+            cols: args.cols.clone(),
+            metric: "primary".to_string(),
+            average: false,
+        })
     } else if let Some(name) = &args.table {
         let t = plan
             .tables
@@ -99,11 +102,9 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
                     }
                 ))
             })?;
-        Some((t.rows.clone(), t.cols.clone(), t.metric.clone(), t.average))
+        Some(t.clone())
     } else {
-        plan.tables
-            .first()
-            .map(|t| (t.rows.clone(), t.cols.clone(), t.metric.clone(), t.average))
+        plan.tables.first().cloned()
     };
 
     if table.is_none() && args.plot.is_some() {
@@ -121,18 +122,13 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or(MetricSel::All);
             render_long(&long_table(&plan, &finals, &rows, &sel), args.format)?
         }
-        Some((r, c, metric, average)) => {
-            let sel = MetricSel::parse(args.metric.as_deref().unwrap_or(&metric));
-            let long = long_table(&plan, &finals, &rows, &sel);
-            let spec = PivotSpec {
-                rows: r,
-                cols: c,
-                baseline_delta: args.baseline_delta,
-            };
-            let mut wide = pivot(&long, &spec).map_err(|e| super::UserError(format!("{e:#}")))?;
-            if average || args.average {
-                crate::report::pivot::add_average(&mut wide);
+        Some(mut spec) => {
+            if let Some(m) = &args.metric {
+                spec.metric = m.clone();
             }
+            spec.average |= args.average;
+            let wide = wide_table(&plan, &finals, &rows, &spec, args.baseline_delta)
+                .map_err(|e| super::UserError(format!("{e:#}")))?;
             if matches!(args.format, Format::Csv) && !wide.gaps.is_empty() {
                 eprintln!("{} cell(s) without a value:", wide.gaps.len());
                 for g in &wide.gaps {

@@ -63,6 +63,19 @@ fn work_dtype(dtype: DType) -> DType {
     }
 }
 
+/// A norm backward's inputs as `[rows, d]` matrices (and the `[d]` weight) in the working
+/// dtype: statistics in f32 at least, as the slow compositions compute them for half types.
+fn as_rows(x: &Tensor, g: &Tensor, w: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let work = work_dtype(x.dtype());
+    let d = x.dim(D::Minus1)?;
+    let rows = x.elem_count() / d;
+    Ok((
+        x.reshape((rows, d))?.to_dtype(work)?,
+        g.reshape((rows, d))?.to_dtype(work)?,
+        w.to_dtype(work)?,
+    ))
+}
+
 /// The CPU storage of a freshly computed (contiguous, unshared) tensor, copied.
 fn copy_value(value: &Tensor) -> Result<(CpuStorage, Shape)> {
     let (storage, layout) = value.storage_and_layout();
@@ -125,14 +138,8 @@ impl CustomOp3 for LayerNorm {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // Statistics in f32 at least, as layer_norm_slow does for half types.
         let dtype = x.dtype();
-        let work = work_dtype(dtype);
-        let d = x.dim(D::Minus1)?;
-        let rows = x.elem_count() / d;
-        let x2 = x.reshape((rows, d))?.to_dtype(work)?;
-        let g2 = g.reshape((rows, d))?.to_dtype(work)?;
-        let w = w.to_dtype(work)?;
+        let (x2, g2, w) = as_rows(x, g, w)?;
         let mean = x2.mean_keepdim(1)?;
         let xc = x2.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(1)?;
@@ -184,12 +191,7 @@ impl CustomOp2 for RmsNorm {
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dtype = x.dtype();
-        let work = work_dtype(dtype);
-        let d = x.dim(D::Minus1)?;
-        let rows = x.elem_count() / d;
-        let x2 = x.reshape((rows, d))?.to_dtype(work)?;
-        let g2 = g.reshape((rows, d))?.to_dtype(work)?;
-        let w = w.to_dtype(work)?;
+        let (x2, g2, w) = as_rows(x, g, w)?;
         let r = (x2.sqr()?.mean_keepdim(1)? + self.eps)?.sqrt()?.recip()?;
         let xhat = x2.broadcast_mul(&r)?;
         let dw = (&g2 * &xhat)?.sum(0)?;

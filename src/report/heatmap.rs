@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context, Result};
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use std::sync::Once;
+use std::sync::OnceLock;
 
 /// The compiled-in font family name.
 const FONT: &str = "sans-serif";
@@ -26,14 +26,14 @@ const LABEL_PT: f64 = 14.0;
 const TITLE_PT: f64 = 17.0;
 const MISSING: RGBColor = RGBColor(215, 215, 215);
 
+/// Registers the font once per process; every call reports the registration's outcome.
 fn register_font() -> Result<()> {
-    static ONCE: Once = Once::new();
-    let mut res = Ok(());
-    ONCE.call_once(|| {
-        res = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES)
-            .map_err(|_| anyhow!("the compiled-in font is not a valid TrueType font"));
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok()
     });
-    res
+    anyhow::ensure!(ok, "the compiled-in font is not a valid TrueType font");
+    Ok(())
 }
 
 /// The row labels as drawn: the row-axis values joined by " · " (axes that do not apply to

@@ -5,11 +5,12 @@
 //! A manifest without `[[table]]`s gets one default table: every axis that varies (except
 //! `benchmark` and `seed`) labels the rows, `benchmark` the columns, primary metrics.
 
-use crate::db::Db;
-use crate::plan::{Plan, TableSpec};
+use crate::db::{Db, TaskRow};
+use crate::plan::{Plan, TableSpec, TaskKey};
 use crate::report::render::{render_wide, Format};
 use crate::report::{long_table, pivot, MetricSel, PivotSpec, WideTable};
 use anyhow::Result;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// One table written to disk.
@@ -33,18 +34,26 @@ pub fn tables_of(plan: &Plan) -> Vec<TableSpec> {
     if !plan.tables.is_empty() {
         return plan.tables.clone();
     }
-    let mut rows: Vec<String> = Vec::new();
+    // Every axis any cell has, in first-seen order; an axis varies when some cell's value (or
+    // its absence) differs from the first cell's.
+    let mut axes: Vec<&String> = Vec::new();
     for cell in &plan.cells {
-        for (axis, _) in cell.axes.iter() {
-            if axis == "benchmark" || axis == "seed" || rows.contains(axis) {
-                continue;
-            }
-            let first = plan.cells[0].axes.get(axis);
-            if plan.cells.iter().any(|c| c.axes.get(axis) != first) {
-                rows.push(axis.clone());
+        for axis in cell.axes.keys() {
+            if !axes.contains(&axis) {
+                axes.push(axis);
             }
         }
     }
+    let first = plan.cells.first();
+    let mut rows: Vec<String> = axes
+        .into_iter()
+        .filter(|a| a.as_str() != "benchmark" && a.as_str() != "seed")
+        .filter(|a| {
+            let v0 = first.and_then(|c| c.axes.get(*a));
+            plan.cells.iter().any(|c| c.axes.get(*a) != v0)
+        })
+        .cloned()
+        .collect();
     if rows.is_empty() {
         rows.push("fusion".into());
     }
@@ -57,17 +66,23 @@ pub fn tables_of(plan: &Plan) -> Vec<TableSpec> {
     }]
 }
 
-/// Pivots `spec` from the database.
-pub fn wide_table(plan: &Plan, db: &Db, spec: &TableSpec) -> Result<WideTable> {
-    let finals = db.final_metrics()?;
-    let rows = db.task_rows()?;
-    let long = long_table(plan, &finals, &rows, &MetricSel::parse(&spec.metric));
+/// Pivots `spec` (its `average` column included) from the database's final metrics and task
+/// rows, optionally as differences to the baseline cells. Shared by the reports a run writes
+/// and `mlvf results`.
+pub fn wide_table(
+    plan: &Plan,
+    finals: &HashMap<TaskKey, Vec<(String, f64)>>,
+    rows: &HashMap<TaskKey, TaskRow>,
+    spec: &TableSpec,
+    baseline_delta: bool,
+) -> Result<WideTable> {
+    let long = long_table(plan, finals, rows, &MetricSel::parse(&spec.metric));
     let mut wide = pivot(
         &long,
         &PivotSpec {
             rows: spec.rows.clone(),
             cols: spec.cols.clone(),
-            baseline_delta: false,
+            baseline_delta,
         },
     )?;
     if spec.average {
@@ -79,10 +94,11 @@ pub fn wide_table(plan: &Plan, db: &Db, spec: &TableSpec) -> Result<WideTable> {
 /// Writes every table of the sweep (text, CSV, Markdown, PNG) and returns what was written.
 pub fn publish_tables(plan: &Plan) -> Result<Vec<PublishedTable>> {
     let db = Db::open_read(&plan.store)?;
+    let (finals, rows) = (db.final_metrics()?, db.task_rows()?);
     let dir = reports_dir(&plan.store, &plan.sweep);
     let mut out = Vec::new();
     for spec in tables_of(plan) {
-        let wide = wide_table(plan, &db, &spec)?;
+        let wide = wide_table(plan, &finals, &rows, &spec, false)?;
         let name = if spec.name.is_empty() {
             "table".to_string()
         } else {
