@@ -1,7 +1,9 @@
 //! The generated world, read back through its public formats only: LLaVA JSON, the mmeval-jsonl/1
 //! benchmark format, world.json and the corpus.
 
+use mlvf::eval::predictions::load_predictions;
 use mlvf::eval::sha256::hex_digest as sha256_hex;
+use mlvf::eval::{run_benchmark, score_benchmark, Benchmark, Generator, RunOptions};
 use mlvf::synth::{self, BenchRecord, LlavaRecord, SynthConfig, WorldSummary};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -13,6 +15,7 @@ fn config() -> SynthConfig {
         n_pretrain: 60,
         n_finetune: 80,
         n_per_benchmark: 60,
+        max_turns: 5,
         ..SynthConfig::for_scale(synth::Scale::Test)
     }
 }
@@ -81,9 +84,84 @@ fn training_splits_are_valid_llava_json_with_existing_images() {
     }
     // Text-only samples exist in finetuning (LLaVA-665k has them), not in pretraining.
     assert_eq!(summary.pretrain.text_only, 0);
+    // Finetuning conversations hold 1..=max_turns question turns, and the knob is used.
+    let text = std::fs::read_to_string(root.join(&summary.finetune.json)).unwrap();
+    let records: Vec<LlavaRecord> = serde_json::from_str(&text).unwrap();
+    let most = records.iter().map(|r| r.conversations.len() / 2).max();
+    assert_eq!(most, Some(config().max_turns), "turns per conversation");
     let corpus = std::fs::read_to_string(root.join(&summary.corpus)).unwrap();
     assert!(corpus.contains("Answer the question using a single word or phrase."));
     assert!(!corpus.contains("<image>"));
+    // Count answers agree in number: "There is one star.", never "There is one stars.".
+    for sentence in corpus
+        .split(['\n', '?'])
+        .filter(|l| l.starts_with("There is one "))
+    {
+        let noun = sentence.trim_end_matches('.').rsplit(' ').next().unwrap();
+        assert!(
+            !noun.ends_with('s') || noun.ends_with("ss"),
+            "plural after `one`: {sentence}"
+        );
+    }
+}
+
+/// Answers each question with its record's `answer`, found by the record's prompt text and the
+/// pixels of its image.
+struct Oracle {
+    records: Vec<(String, Vec<u8>, String)>,
+}
+
+impl Generator for Oracle {
+    fn generate(
+        &mut self,
+        images: &[image::DynamicImage],
+        prompt: &str,
+        _: usize,
+    ) -> anyhow::Result<String> {
+        let pixels = images[0].to_rgb8().into_raw();
+        self.records
+            .iter()
+            .find(|(p, px, _)| prompt.contains(p.as_str()) && *px == pixels)
+            .map(|r| r.2.clone())
+            .ok_or_else(|| anyhow::anyhow!("no record asks {prompt:?} about this image"))
+    }
+}
+
+/// The paper's Avg is the plain mean of every benchmark's number on a 0–100 scale (MME^P as a
+/// share of its maximum, OCRBench ÷ 10), so a model that answers everything right must score
+/// 100 on every synthetic benchmark once the manifest's `report.scale` is applied.
+#[test]
+fn an_oracle_scores_100_on_every_benchmark_on_the_tables_scale() {
+    let root = world();
+    let summary = WorldSummary::load(root).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for b in &summary.benchmarks {
+        let dir = root.join(&b.dir);
+        let bench = Benchmark::load(&dir).unwrap();
+        let records = benchmark(&b.task)
+            .1
+            .into_iter()
+            .map(|r| {
+                let px = image::open(dir.join(&r.images[0]))
+                    .unwrap()
+                    .to_rgb8()
+                    .into_raw();
+                (r.prompt, px, r.answer)
+            })
+            .collect();
+        let preds = tmp.path().join(format!("{}.jsonl", b.task));
+        run_benchmark(
+            &mut Oracle { records },
+            &bench,
+            &preds,
+            &RunOptions::default(),
+        )
+        .unwrap();
+        let set = load_predictions(&preds, &bench, true).unwrap();
+        let report = score_benchmark(&bench, &set).unwrap();
+        let on_table = report.primary_value.unwrap() * bench.manifest.report.scale;
+        assert!((on_table - 100.0).abs() < 1e-9, "{}: {on_table}", b.task);
+    }
 }
 
 #[test]

@@ -26,8 +26,8 @@ pub struct SynthArgs {
     #[arg(long)]
     pub image_size: Option<u32>,
     /// A TOML file with any `SynthConfig` fields (seed, image_size, n_pretrain, n_finetune,
-    /// n_per_benchmark, max_objects, text_percent, occlusion_percent, text_only_percent); they
-    /// override the scale preset, and --seed/--image-size override them.
+    /// n_per_benchmark, max_objects, text_percent, occlusion_percent, text_only_percent,
+    /// max_turns); they override the scale preset, and --seed/--image-size override them.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Worker threads (default: all cores). Output does not depend on it.

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 /// Bump when a change to the generator changes its output for the same config, so that task keys
 /// built from (config, version) stop matching stale worlds.
-pub const GENERATOR_VERSION: &str = "mlvf-synth/2";
+pub const GENERATOR_VERSION: &str = "mlvf-synth/3";
 
 /// Smallest and largest supported image side in pixels: below 48 a five-character sign no longer
 /// fits, above 512 the world stops being "small".
@@ -32,7 +32,8 @@ pub struct SynthConfig {
     /// Records per benchmark (rounded to each benchmark's unit: POPE asks 6 questions per image,
     /// MME 2, MMBench writes 4 circular rows per question).
     pub n_per_benchmark: usize,
-    /// Most objects in a scene (1–6: a 3×3 grid minus a sign row).
+    /// Most objects in a scene (2–6: relation questions need two; a 3×3 grid minus a sign row
+    /// holds six).
     pub max_objects: usize,
     /// Percentage of training scenes that carry a sign with text.
     pub text_percent: u32,
@@ -40,6 +41,10 @@ pub struct SynthConfig {
     pub occlusion_percent: u32,
     /// Percentage of finetuning records that are text-only (no image), as in LLaVA-665k.
     pub text_only_percent: u32,
+    /// Most question turns in one finetuning conversation (each has 1..=max_turns). LLaVA-665k
+    /// merges all of an image's VQA questions into one record; more turns mean more supervised
+    /// tokens per image token the model processes.
+    pub max_turns: usize,
 }
 
 impl Default for SynthConfig {
@@ -115,6 +120,7 @@ impl SynthConfig {
             text_percent: 30,
             occlusion_percent: 12,
             text_only_percent: 3,
+            max_turns: 3,
         }
     }
 
@@ -127,10 +133,16 @@ impl SynthConfig {
                 self.image_size
             ));
         }
-        if !(1..=6).contains(&self.max_objects) {
+        if !(2..=6).contains(&self.max_objects) {
             problems.push(format!(
-                "max_objects = {} is outside 1..=6 (a 3x3 grid minus the sign row)",
+                "max_objects = {} is outside 2..=6 (relations and comparisons need two objects; a 3x3 grid minus the sign row holds six)",
                 self.max_objects
+            ));
+        }
+        if !(1..=32).contains(&self.max_turns) {
+            problems.push(format!(
+                "max_turns = {} is outside 1..=32 (question turns per finetuning conversation)",
+                self.max_turns
             ));
         }
         if self.n_per_benchmark < 12 {

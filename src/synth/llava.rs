@@ -235,8 +235,8 @@ fn text_only_turn(rng: &mut ChaCha8Rng) -> (String, String) {
     }
 }
 
-/// Finetuning record `index`: 1–3 question turns about one image (first turn may be a caption
-/// request), or a text-only sample.
+/// Finetuning record `index`: 1..=`max_turns` question turns about one image (the first may be
+/// a caption request), or a text-only sample.
 pub fn finetune_record(cfg: &SynthConfig, index: usize) -> anyhow::Result<ImageRecord> {
     let mut rng = item_rng(cfg.seed, "finetune", index as u64);
     let id = format!("ft{index:06}");
@@ -253,7 +253,7 @@ pub fn finetune_record(cfg: &SynthConfig, index: usize) -> anyhow::Result<ImageR
     }
     let spec = training_spec(cfg, &mut rng);
     let scene = sample_scene(&mut rng, &spec);
-    let wanted = rng.random_range(1..=3);
+    let wanted = rng.random_range(1..=cfg.max_turns.max(1));
     let mut pairs: Vec<(String, String)> = Vec::new();
     if rng.random_bool(0.1) {
         pairs.push((
@@ -262,7 +262,7 @@ pub fn finetune_record(cfg: &SynthConfig, index: usize) -> anyhow::Result<ImageR
         ));
     }
     let mut tries = 0;
-    while pairs.len() < wanted && tries < 20 {
+    while pairs.len() < wanted && tries < 4 * wanted + 10 {
         tries += 1;
         if let Some((q, a)) = instruction_turn(&scene, &mut rng) {
             if !pairs.iter().any(|(seen, _)| *seen == q) {

@@ -339,13 +339,15 @@ pub fn open<R: Rng>(scene: &Scene, family: Family, rng: &mut R) -> Option<Open> 
             if scene.objects.is_empty() {
                 return None;
             }
-            let (question, n, what) = match rng.random_range(0..4) {
+            // (question, count, what in the plural, what in the singular)
+            let (question, n, what, one) = match rng.random_range(0..4) {
                 0 => {
                     let n = scene.objects.len();
                     (
                         "How many shapes are there in the image?".to_string(),
                         n,
                         "shapes".to_string(),
+                        "shape".to_string(),
                     )
                 }
                 // With a sign in view, "red objects" could include it: count shapes instead.
@@ -353,7 +355,8 @@ pub fn open<R: Rng>(scene: &Scene, family: Family, rng: &mut R) -> Option<Open> 
                     let c = scene.objects[rng.random_range(0..scene.objects.len())].color;
                     let n = scene.count_color(c);
                     let what = format!("{} objects", c.name());
-                    (format!("How many {what} are there?"), n, what)
+                    let one = format!("{} object", c.name());
+                    (format!("How many {what} are there?"), n, what, one)
                 }
                 _ => {
                     // Mostly shapes that are present; sometimes one that is not (answer 0).
@@ -364,16 +367,21 @@ pub fn open<R: Rng>(scene: &Scene, family: Family, rng: &mut R) -> Option<Open> 
                     };
                     let n = scene.count_shape(s);
                     let what = s.plural().to_string();
-                    (format!("How many {what} are there?"), n, what)
+                    (
+                        format!("How many {what} are there?"),
+                        n,
+                        what,
+                        s.name().to_string(),
+                    )
                 }
             };
             Some(Open {
                 family,
-                sentence: format!(
-                    "There {} {} {what}.",
-                    if n == 1 { "is" } else { "are" },
-                    number_word(n)
-                ),
+                sentence: if n == 1 {
+                    format!("There is one {one}.")
+                } else {
+                    format!("There are {} {what}.", number_word(n))
+                },
                 question,
                 answer: n.to_string(),
                 distractors: near_numbers(n, true),

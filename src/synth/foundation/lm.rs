@@ -125,6 +125,19 @@ fn batch_tensor(rows: &[&Vec<u32>]) -> Result<Tensor> {
     Ok(Tensor::from_vec(flat, (rows.len(), t), &Device::Cpu)?)
 }
 
+/// The fixed text of the chat templates, for the tokenizer only: the world's corpus never holds
+/// LLaVA's system prompts, yet every finetuning and evaluation sample starts with one. Left out,
+/// the vicuna_v1 prompt falls apart into 82 byte-level pieces (more than the image's 65 tokens);
+/// with it, into one token per word, as in a real LLM's vocabulary. Each line twice, to pass the
+/// trainer's minimum frequency of 2. The LM itself never trains on these lines.
+fn chat_template_lines<'a>() -> impl Iterator<Item = &'a str> {
+    use crate::train::data::template::{LLAVA_V1_SYSTEM, VICUNA_V1_SYSTEM};
+    [VICUNA_V1_SYSTEM, LLAVA_V1_SYSTEM, "USER: ASSISTANT:"]
+        .into_iter()
+        .cycle()
+        .take(6)
+}
+
 /// Trains the LM (and its tokenizer) on the world at `world`; saves config.json,
 /// model.safetensors and tokenizer.json into `out`. `None` when `hooks.stop_after` stopped it.
 pub fn train_lm(
@@ -164,7 +177,10 @@ pub fn train_lm(
     let tok = if tok_path.is_file() {
         crate::model::hub::load_tokenizer(&tok_path)?
     } else {
-        let t = train_tokenizer(train.iter().copied(), p.vocab_size)?;
+        let t = train_tokenizer(
+            train.iter().copied().chain(chat_template_lines()),
+            p.vocab_size,
+        )?;
         save_tokenizer(&t, &tok_path)?;
         t
     };
@@ -260,4 +276,40 @@ pub fn train_lm(
         heldout_tokens: count,
         train_seconds,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::data::template::VICUNA_V1_SYSTEM;
+
+    /// The tokenizer learns the system prompt every sample starts with: one piece per word or
+    /// punctuation mark, not the byte-level crumbs of words the world's text never uses.
+    #[test]
+    fn the_chat_system_prompt_tokenizes_word_by_word() {
+        let corpus = [
+            "A large red triangle at the top.",
+            "Is there a red star? yes",
+        ];
+        let count =
+            |tok: &tokenizers::Tokenizer| tok.encode(VICUNA_V1_SYSTEM, false).unwrap().len();
+        let plain = train_tokenizer(corpus.iter().copied().cycle().take(20), 1024).unwrap();
+        let with_chat = train_tokenizer(
+            corpus
+                .iter()
+                .copied()
+                .cycle()
+                .take(20)
+                .chain(chat_template_lines()),
+            1024,
+        )
+        .unwrap();
+        let words = VICUNA_V1_SYSTEM.split(' ').count();
+        assert!(count(&plain) > 3 * words, "{} pieces", count(&plain));
+        assert!(
+            count(&with_chat) <= words + 8,
+            "{} pieces",
+            count(&with_chat)
+        );
+    }
 }
