@@ -181,7 +181,7 @@ fn errors_in_a_parent_manifest_point_into_the_parent() {
 #[test]
 fn unknown_keys_anywhere_get_a_did_you_mean() {
     let dir = tempfile::tempdir().unwrap();
-    let body = format!("{GRID}\n[finetune]\nlrr = 1e-5\n[encode]\nenable = true\n[[table]]\nname = \"main\"\nrows = [\"fusion\", \"layer\"]\ncols = [\"benchmark\"]\n[evall]\n");
+    let body = format!("{GRID}\n[finetune]\nlrr = 1e-5\n[encode]\nenable = true\n[[table]]\nname = \"main\"\nrows = [\"fusion\", \"layer\"]\ncols = [\"benchmark\"]\nwhere = {{ encoders = [\"clip\"] }}\n[evall]\n");
     let p = write(dir.path(), "m.toml", &body);
     let msg = plan_error(&p);
     contains_all(
@@ -194,6 +194,8 @@ fn unknown_keys_anywhere_get_a_did_you_mean() {
             "did you mean `enabled`?",
             &pos(&p, "\"layer\""),
             "did you mean `layers`?",
+            &pos(&p, "encoders ="),
+            "[[table]] where: `encoders` is not an axis of this grid",
             &pos(&p, "evall"),
             "did you mean `eval`?",
         ],

@@ -329,6 +329,13 @@ max_new_tokens = 4
 name = "main"
 rows = ["fusion", "layers"]
 cols = ["benchmark"]
+
+[[table]]
+name = "shapes-only"
+rows = ["fusion", "layers"]
+cols = ["benchmark"]
+average = true
+where = {{ benchmark = ["shapes"] }}
 "#,
         clip = abs("models/clip-tiny"),
         llama = abs("models/llama-tiny"),
@@ -414,6 +421,23 @@ fn a_sweep_on_the_users_own_files_runs_tabulates_and_caches() {
             assert!(score.is_finite() && (0.0..=100.0).contains(&score), "{r:?}");
         }
     }
+
+    // A table restricted to one benchmark (`where`) has only its column, and its average.
+    let (shapes_csv, _) = output(mlvf(root).args([
+        "results",
+        "sweep.toml",
+        "--table",
+        "shapes-only",
+        "--format",
+        "csv",
+    ]));
+    let header: Vec<&str> = shapes_csv.lines().next().unwrap().split(',').collect();
+    assert_eq!(
+        header,
+        ["fusion", "layers", "shapes", "avg", "best_in"],
+        "{shapes_csv}"
+    );
+    assert_eq!(shapes_csv.lines().count(), 4, "{shapes_csv}");
 
     // Training read the user's conversations: every finetune's loss fell.
     for t in plan.tasks.iter().filter(|t| t.stage == Finetune) {

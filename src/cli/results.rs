@@ -84,6 +84,7 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
             cols: args.cols.clone(),
             metric: "primary".to_string(),
             average: false,
+            filter: Default::default(),
         })
     } else if let Some(name) = &args.table {
         let t = plan

@@ -429,7 +429,7 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
             };
             read::check_keys(
                 tt,
-                &["name", "rows", "cols", "metric", "average"],
+                &["name", "rows", "cols", "metric", "average", "where"],
                 "[[table]]",
                 d,
             );
@@ -452,6 +452,27 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
             };
             let rows = axes_of("rows", d);
             let cols = axes_of("cols", d);
+            let mut filter = std::collections::BTreeMap::new();
+            if let Some((w, _)) = read::table(tt, "where", "[[table]]", d) {
+                for entry in &w.entries {
+                    if !axis_refs.contains(&entry.key.as_str()) {
+                        d.error(
+                            &entry.key_loc,
+                            format!(
+                                "[[table]] where: `{}` is not an axis of this grid",
+                                entry.key
+                            ),
+                            Some(diag::suggest(&entry.key, &axis_refs)),
+                        );
+                    }
+                    let values = read::strings(w, &entry.key, "[[table]] where", d)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(v, _)| v)
+                        .collect();
+                    filter.insert(entry.key.clone(), values);
+                }
+            }
             tables.push(TableSpec {
                 name: name.map(|n| n.0).unwrap_or_default(),
                 rows,
@@ -462,6 +483,7 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
                 average: read::boolean(tt, "average", "[[table]]", d)
                     .map(|x| x.0)
                     .unwrap_or(false),
+                filter,
             });
         }
     }

@@ -119,6 +119,10 @@ pub struct TableSpec {
     /// the benchmarks' reporting scales).
     #[serde(default)]
     pub average: bool,
+    /// Keep only the cells whose axis takes one of the listed values (`where = { benchmark =
+    /// ["syn-textvqa", "syn-ocrbench"] }`): one table per benchmark family, per encoder, ….
+    #[serde(default, rename = "where", skip_serializing_if = "BTreeMap::is_empty")]
+    pub filter: BTreeMap<String, Vec<String>>,
 }
 
 /// A whole sweep, planned: what the executor runs and the reports read.

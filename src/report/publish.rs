@@ -63,6 +63,7 @@ pub fn tables_of(plan: &Plan) -> Vec<TableSpec> {
         cols: vec!["benchmark".into()],
         metric: "primary".into(),
         average: false,
+        filter: Default::default(),
     }]
 }
 
@@ -76,7 +77,14 @@ pub fn wide_table(
     spec: &TableSpec,
     baseline_delta: bool,
 ) -> Result<WideTable> {
-    let long = long_table(plan, finals, rows, &MetricSel::parse(&spec.metric));
+    let mut long = long_table(plan, finals, rows, &MetricSel::parse(&spec.metric));
+    for (axis, allowed) in &spec.filter {
+        let at = long.axis(axis);
+        long.rows.retain(|r| {
+            at.and_then(|i| r.axes[i].as_ref())
+                .is_some_and(|v| allowed.contains(v))
+        });
+    }
     let mut wide = pivot(
         &long,
         &PivotSpec {

@@ -209,6 +209,7 @@ pub fn fake_plan(
         tasks,
         tables: vec![mlvf::plan::TableSpec {
             average: false,
+            filter: Default::default(),
             name: "main".into(),
             rows: vec!["fusion".into(), "layers".into()],
             cols: vec!["benchmark".into()],
