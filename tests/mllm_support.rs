@@ -9,8 +9,35 @@ use mlvf::manifest::ImageAspect as ManifestAspect;
 use mlvf::model::fusion::MmFuserConfig;
 use mlvf::model::llm::CrossAttnConfig;
 use mlvf::model::mllm::{Mllm, MllmBatch, MllmSpec, ModelPointer};
+use mlvf::plan::config::{DataSpec, ModelSpec};
 use mlvf::train::data::{load_llava_json, ImageAspect, LlavaDataset, LoadOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// A manifest model entry for a fixture directory: the 4-layer tower or the 2-layer LLM.
+pub fn model_spec(kind: &str, family: &str, dir: &Path) -> ModelSpec {
+    ModelSpec {
+        kind: kind.into(),
+        family: family.into(),
+        source: dir.display().to_string(),
+        depth: (kind == "vision").then_some(4),
+        drop_last_layer: (kind == "vision").then_some(false),
+        layers: (kind == "llm").then_some(2),
+        params: Default::default(),
+    }
+}
+
+/// A manifest data entry for one of the fixture LLaVA JSON files.
+pub fn data_spec(json: &str) -> DataSpec {
+    let f = fixtures().join("llava");
+    DataSpec {
+        format: Some("llava-json".into()),
+        json: Some(f.join(json).display().to_string()),
+        images: Some(f.join("images").display().to_string()),
+        source: None,
+        params: Default::default(),
+        on_error: None,
+    }
+}
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -11,9 +11,7 @@ use mlvf::layers::Fusion;
 use mlvf::manifest::stages::Template;
 use mlvf::manifest::ImageAspect;
 use mlvf::model::mllm::FUSION_WEIGHTS_FILE;
-use mlvf::plan::config::{
-    to_json, DataSpec, EncodeConfig, FinetuneConfig, ModelSpec, PretrainConfig,
-};
+use mlvf::plan::config::{to_json, DataSpec, EncodeConfig, FinetuneConfig, PretrainConfig};
 use mlvf::plan::keys::{stage_version, task_key};
 use mlvf::plan::{StageKind, Task, TaskKey};
 use mlvf::stages::{pretrain::PretrainStage, DepDir, Stage, StageContext, StageRegistry};
@@ -23,30 +21,6 @@ use mlvf::train::encoded::{EncodedManifest, ENCODED_FILE};
 use std::collections::BTreeMap;
 use std::path::Path;
 use support::*;
-
-fn model_spec(kind: &str, family: &str, dir: &Path) -> ModelSpec {
-    ModelSpec {
-        kind: kind.into(),
-        family: family.into(),
-        source: dir.display().to_string(),
-        depth: (kind == "vision").then_some(4),
-        drop_last_layer: (kind == "vision").then_some(false),
-        layers: (kind == "llm").then_some(2),
-        params: Default::default(),
-    }
-}
-
-fn data_spec(json: &str) -> DataSpec {
-    let f = fixtures().join("llava");
-    DataSpec {
-        format: Some("llava-json".into()),
-        json: Some(f.join(json).display().to_string()),
-        images: Some(f.join("images").display().to_string()),
-        source: None,
-        params: Default::default(),
-        on_error: None,
-    }
-}
 
 fn task(stage: StageKind, config: serde_json::Value, deps: Vec<TaskKey>) -> Task {
     let version = stage_version(stage);

@@ -18,30 +18,6 @@ use mlvf::store::spec::write_spec;
 use std::path::Path;
 use support::*;
 
-fn model_spec(kind: &str, family: &str, dir: &Path) -> ModelSpec {
-    ModelSpec {
-        kind: kind.into(),
-        family: family.into(),
-        source: dir.display().to_string(),
-        depth: (kind == "vision").then_some(4),
-        drop_last_layer: (kind == "vision").then_some(false),
-        layers: (kind == "llm").then_some(2),
-        params: Default::default(),
-    }
-}
-
-fn data_spec(json: &str) -> DataSpec {
-    let f = fixtures().join("llava");
-    DataSpec {
-        format: Some("llava-json".into()),
-        json: Some(f.join(json).display().to_string()),
-        images: Some(f.join("images").display().to_string()),
-        source: None,
-        params: Default::default(),
-        on_error: None,
-    }
-}
-
 fn add_task(
     root: &Path,
     stage: StageKind,
