@@ -203,6 +203,32 @@ fn unknown_keys_anywhere_get_a_did_you_mean() {
 }
 
 #[test]
+fn i_m_settings_are_checked_in_the_section_and_as_axes() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{}\n[i_m]\nplacment = \"post\"\nvisibility = \"sometimes\"\n",
+        GRID.replace(
+            "[grid]\n",
+            "[grid]\n\"i_m.placement\" = [\"pre\", \"sideways\"]\n"
+        )
+    );
+    let p = write(dir.path(), "m.toml", &body);
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "placment"),
+            "unknown key `placment` in [i_m]",
+            "did you mean `placement`?",
+            &pos(&p, "\"sometimes\""),
+            "[i_m] `visibility`",
+            &pos(&p, "\"sideways\""),
+            "`i_m.placement` = \"sideways\"",
+        ],
+    );
+}
+
+#[test]
 fn hyper_parameters_of_the_wrong_type_are_rejected_in_sections_and_axes() {
     let dir = tempfile::tempdir().unwrap();
     let body = format!("{GRID}\"finetune.lr\" = [2e-5, \"fast\"]\npretrain.batch = [8, 2.5]\n\n[pretrain]\nbatch = \"8\"\nscheduler = \"cosin\"\n");

@@ -287,6 +287,49 @@ fn mm_projector_lr_enters_the_keys_only_when_set() {
 }
 
 #[test]
+fn i_m_settings_split_only_i_m_pretrains_and_the_default_leaves_keys_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = GRID.replace(r#"["E_D", "I_D"]"#, r#"["E_D", "I_M"]"#);
+    let base = plan(dir.path(), "a.toml", &grid);
+    for t in of(&base, StageKind::Pretrain) {
+        assert!(t.config.get("i_m").is_none(), "{}", t.config);
+    }
+    // The default written out changes nothing.
+    let default = plan(
+        dir.path(),
+        "b.toml",
+        &format!("{grid}\n[i_m]\nplacement = \"pre\"\n"),
+    );
+    assert_eq!(
+        keys(&default, StageKind::Pretrain),
+        keys(&base, StageKind::Pretrain)
+    );
+    // A placement axis: I_M gets one pretrain per placement and layer set, E_D still shares one.
+    let axis = plan(
+        dir.path(),
+        "c.toml",
+        &grid.replace(
+            "[grid]\n",
+            "[grid]\n\"i_m.placement\" = [\"pre\", \"post\", \"parallel\"]\n",
+        ),
+    );
+    let pre = of(&axis, StageKind::Pretrain);
+    let count = |f: &str| pre.iter().filter(|t| t.axes["fusion"] == f).count();
+    assert_eq!((count("E_D"), count("I_M")), (1, 6));
+    let placements: HashSet<String> = pre
+        .iter()
+        .filter(|t| t.axes["fusion"] == "I_M")
+        .map(|t| t.config["i_m"]["placement"].to_string())
+        .collect();
+    assert_eq!(
+        placements,
+        HashSet::from(["null".to_string(), "\"post\"".into(), "\"parallel\"".into()])
+    );
+    // The I_M `pre` cells are exactly the grid's I_M pretrains without the axis.
+    assert!(keys(&base, StageKind::Pretrain).is_subset(&keys(&axis, StageKind::Pretrain)));
+}
+
+#[test]
 fn encode_budget_is_a_runtime_option_outside_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let a = plan(

@@ -57,6 +57,7 @@ fn pretrain_config() -> serde_json::Value {
     let mut hp = hparams(1e-2, 3, 2, 1, Template::Plain);
     hp.epochs = 3;
     to_json(&PretrainConfig {
+        i_m: None,
         fusion: Fusion::ExternalModular,
         layers: layers(Fusion::ExternalModular, "idx:1-2-3"),
         encoder: model_spec("vision", "clip", &vision_dir()),
@@ -370,6 +371,7 @@ fn encode_saving() {
         hp.epochs = 1;
         hp.max_steps = None;
         to_json(&PretrainConfig {
+            i_m: None,
             fusion,
             layers: resolve(
                 fusion,

@@ -31,6 +31,7 @@ fn pretrain_task(root: &Path) -> TaskKey {
         params: Default::default(),
     };
     let config = to_json(&PretrainConfig {
+        i_m: None,
         fusion: Fusion::ExternalDirect,
         layers: layers(Fusion::ExternalDirect, "idx:1-2-3"),
         encoder: model("vision", &vision_dir()),

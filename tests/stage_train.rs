@@ -8,6 +8,7 @@ mod support;
 use mlvf::exec::worker::{run_task, WorkerOutcome};
 use mlvf::layers::Fusion;
 use mlvf::manifest::stages::Template;
+use mlvf::model::llm::{CrossAttnConfig, XAttnPlacement};
 use mlvf::model::mllm::{Mllm, MllmConfig, FUSION_WEIGHTS_FILE, LLM_DIR};
 use mlvf::plan::config::{to_json, DataSpec, FinetuneConfig, ModelSpec, PretrainConfig};
 use mlvf::plan::keys::{stage_version, task_key};
@@ -59,6 +60,11 @@ fn pretrain_then_finetune_through_the_worker() {
         root,
         StageKind::Pretrain,
         to_json(&PretrainConfig {
+            // A manifest's `[i_m] placement = "post"`, as the planner passes it on.
+            i_m: Some(CrossAttnConfig {
+                placement: XAttnPlacement::Post,
+                ..CrossAttnConfig::default()
+            }),
             fusion: Fusion::InternalModular,
             layers: layers(Fusion::InternalModular, "idx:1-2-3"),
             encoder: model_spec("vision", "clip", &vision_dir()),
@@ -74,6 +80,7 @@ fn pretrain_then_finetune_through_the_worker() {
     let pre_dir = layout::task_dir(root, StageKind::Pretrain, &pre_key);
     let cfg = MllmConfig::read(&pre_dir).unwrap();
     assert_eq!(cfg.fusion.fusion, Fusion::InternalModular);
+    assert_eq!(cfg.xattn.map(|x| x.placement), Some(XAttnPlacement::Post));
     let mlvf::layers::ResolvedLayers::Internal { injections, .. } = &cfg.fusion.layers else {
         panic!("I_M resolves to internal layers")
     };
@@ -115,6 +122,12 @@ fn pretrain_then_finetune_through_the_worker() {
     let ft_dir = layout::task_dir(root, StageKind::Finetune, &ft_key);
     assert!(ft_dir.join(LLM_DIR).join("model.safetensors").is_file());
     assert!(ft_dir.join(LLM_DIR).join("tokenizer.json").is_file());
+    let ft_cfg = MllmConfig::read(&ft_dir).unwrap();
+    assert_eq!(
+        ft_cfg.xattn.map(|x| x.placement),
+        Some(XAttnPlacement::Post),
+        "the finetune keeps its pretrain's placement"
+    );
     let loss: Vec<f64> = metrics(&ft_dir)
         .iter()
         .filter(|r| r["name"] == "loss")
@@ -329,6 +342,7 @@ fn synth_models_come_from_prepare_dependencies() {
         prepared(tmp.path(), "model", to_json(&llm), &llm_dir(), "model"),
     ];
     let config = to_json(&PretrainConfig {
+        i_m: None,
         fusion: Fusion::ExternalModular,
         layers: layers(Fusion::ExternalModular, "idx:1-2-3"),
         encoder: enc,
@@ -407,6 +421,7 @@ fn on_error_skip_trains_without_malformed_records_and_counts_them() {
     };
     let config = |on_error| {
         to_json(&PretrainConfig {
+            i_m: None,
             fusion: Fusion::ExternalDirect,
             layers: layers(Fusion::ExternalDirect, "idx:1-2-3"),
             encoder: model_spec("vision", "clip", &vision_dir()),
@@ -453,6 +468,7 @@ fn mm_projector_lr_sets_the_fusion_learning_rate() {
             root,
             StageKind::Pretrain,
             to_json(&PretrainConfig {
+                i_m: None,
                 fusion: Fusion::ExternalDirect,
                 layers: layers(Fusion::ExternalDirect, "idx:1-2-3"),
                 encoder: model_spec("vision", "clip", &vision_dir()),

@@ -430,6 +430,8 @@ pub fn check_value(axis: &str, v: &mut AxisValue, cat: &Catalog, d: &mut Diagnos
             let typed = match section {
                 "eval" => stages::with_field(&EvalSettings::default(), field, &v.value)
                     .map(|s| serde_json::to_value(s).unwrap()[field].clone()),
+                "i_m" => stages::with_field(&stages::CrossAttnConfig::default(), field, &v.value)
+                    .map(|s| serde_json::to_value(s).unwrap()[field].clone()),
                 _ => stages::with_field(&TrainSettings::pretrain_default(), field, &v.value)
                     .map(|s| serde_json::to_value(s).unwrap()[field].clone()),
             };

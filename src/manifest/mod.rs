@@ -61,6 +61,9 @@ pub struct Manifest {
     pub pretrain: TrainSettings,
     pub finetune: TrainSettings,
     pub eval: EvalSettings,
+    /// `[i_m]`: I_M's gated cross-attention sub-blocks (placement `pre` | `post` | `parallel`,
+    /// visibility `full` | `causal`, `init_std`); read only by I_M cells.
+    pub i_m: stages::CrossAttnConfig,
     pub encode: EncodeSettings,
     pub executor: ExecutorSpec,
     pub tables: Vec<TableSpec>,
@@ -85,7 +88,7 @@ impl std::fmt::Display for ManifestError {
 
 impl std::error::Error for ManifestError {}
 
-const TOP_KEYS: [&str; 12] = [
+const TOP_KEYS: [&str; 13] = [
     "extends",
     "sweep",
     "models",
@@ -95,6 +98,7 @@ const TOP_KEYS: [&str; 12] = [
     "pretrain",
     "finetune",
     "eval",
+    "i_m",
     "encode",
     "executor",
     "table",
@@ -333,6 +337,7 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
     let pretrain = settings(t, "pretrain", TrainSettings::pretrain_default(), d);
     let finetune = settings(t, "finetune", TrainSettings::finetune_default(), d);
     let eval = settings(t, "eval", EvalSettings::default(), d);
+    let i_m = settings(t, "i_m", stages::CrossAttnConfig::default(), d);
     if eval.batch == Some(0) {
         if let Some(e) = section(t, "eval", d).and_then(|(e, _)| e.get("batch")) {
             d.error(
@@ -498,6 +503,7 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
         pretrain,
         finetune,
         eval,
+        i_m,
         encode,
         executor,
         tables,

@@ -5,6 +5,7 @@
 //! the defaults; each field is type-checked by serde against the struct, so a wrong type is
 //! reported at the value that has it, and unknown fields get a did-you-mean.
 
+pub use crate::model::llm::CrossAttnConfig;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -160,8 +161,9 @@ impl Default for EvalSettings {
     }
 }
 
-/// The settings sections a dotted grid axis may name (`pretrain.lr`, `eval.limit`, …).
-pub const STAGE_SECTIONS: [&str; 3] = ["pretrain", "finetune", "eval"];
+/// The settings sections a dotted grid axis may name (`pretrain.lr`, `eval.limit`,
+/// `i_m.placement`, …).
+pub const STAGE_SECTIONS: [&str; 4] = ["pretrain", "finetune", "eval", "i_m"];
 
 /// Field names of a settings struct, in declaration order.
 pub fn field_names<T: Serialize>(defaults: &T) -> Vec<String> {
@@ -189,6 +191,7 @@ pub fn section_fields(section: &str) -> Vec<String> {
             f.extend(EVAL_OPTIONAL_FIELDS.map(String::from));
             f
         }
+        "i_m" => field_names(&CrossAttnConfig::default()),
         _ => Vec::new(),
     }
 }

@@ -24,7 +24,7 @@ use super::task::{StageKind, Task, TaskKey};
 use crate::layers::{self, Fusion, LayerSet};
 use crate::manifest::entries::Source;
 use crate::manifest::grid::{Axis, CellAxes, Pattern};
-use crate::manifest::stages::{self, EvalSettings, TrainSettings};
+use crate::manifest::stages::{self, CrossAttnConfig, EvalSettings, TrainSettings};
 use crate::manifest::{Diagnostics, Loc, Manifest};
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, HashMap};
@@ -433,8 +433,14 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
         );
 
         // ---- pretrain
+        // I_M cells also differ by their `i_m.*` axes; other paradigms ignore them and share.
+        let i_m_sig = if text(cell, "fusion") == Some(Fusion::InternalModular.name()) {
+            signature(cell, &[], "i_m")
+        } else {
+            String::new()
+        };
         let sig = format!(
-            "pretrain\u{0}{}",
+            "pretrain\u{0}{}\u{0}{i_m_sig}",
             signature(cell, &PRETRAIN_AXES, "pretrain")
         );
         let pretrain = match b.memo.get(&sig) {
@@ -590,6 +596,9 @@ fn plan_pretrain(
         data: b.spec::<DataSpec>("data", pt_name)?,
         hparams: hp,
         seed: seed_of(cell),
+        i_m: (fusion == Fusion::InternalModular)
+            .then(|| with_axes(&m.i_m, cell, "i_m"))
+            .filter(|c| *c != CrossAttnConfig::default()),
     });
     Some(b.add(StageKind::Pretrain, config, deps, ci, BTreeMap::new()))
 }
@@ -599,14 +608,14 @@ fn plan_pretrain(
 fn label(tasks: &mut [Task], cells: &[CellAxes]) {
     for t in tasks.iter_mut() {
         let (fixed, prefixes): (Vec<&str>, Vec<&str>) = match t.stage {
-            StageKind::Pretrain => (PRETRAIN_AXES.to_vec(), vec!["pretrain."]),
+            StageKind::Pretrain => (PRETRAIN_AXES.to_vec(), vec!["pretrain.", "i_m."]),
             StageKind::Finetune => (
                 [&PRETRAIN_AXES[..], &FINETUNE_AXES[..]].concat(),
-                vec!["pretrain.", "finetune."],
+                vec!["pretrain.", "i_m.", "finetune."],
             ),
             StageKind::Eval => (
                 [&PRETRAIN_AXES[..], &FINETUNE_AXES[..], &EVAL_AXES[..]].concat(),
-                vec!["pretrain.", "finetune.", "eval."],
+                vec!["pretrain.", "i_m.", "finetune.", "eval."],
             ),
             _ => continue,
         };

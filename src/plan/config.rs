@@ -110,6 +110,10 @@ pub struct PretrainConfig {
     pub data: DataSpec,
     pub hparams: TrainSettings,
     pub seed: u64,
+    /// I_M cells only, and only when `[i_m]` differs from the default (pre-placement, full
+    /// visibility, init std 0.02), so the keys of every other pretrain stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub i_m: Option<crate::model::llm::CrossAttnConfig>,
 }
 
 /// `finetune`: everything but the tower. The model (fusion, layers, encoder, LLM) is its

@@ -7,7 +7,6 @@ use super::common::{
 };
 use super::{Stage, StageContext};
 use crate::model::fusion::MmFuserConfig;
-use crate::model::llm::CrossAttnConfig;
 use crate::model::mllm::{Mllm, MllmSpec};
 use crate::plan::config::PretrainConfig;
 use crate::plan::Task;
@@ -30,7 +29,7 @@ impl Stage for PretrainStage {
             drop_last_layer: cfg.encoder.drop_last_layer,
             llm_layers: cfg.llm.layers,
             mmfuser: MmFuserConfig::default(),
-            xattn: CrossAttnConfig::default(),
+            xattn: cfg.i_m.unwrap_or_default(),
             image_aspect: cfg.hparams.image_aspect.into(),
         };
         spec.mmfuser = mmfuser_for(&spec.vision.dir)?;

@@ -59,8 +59,10 @@ pub enum XAttnVisibility {
     Causal,
 }
 
-/// Options shared by all I_M sub-blocks of a model.
+/// Options shared by all I_M sub-blocks of a model (the manifest's `[i_m]` section; unknown
+/// fields are errors, so a typo there is not silently the default).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CrossAttnConfig {
     #[serde(default)]
     pub placement: XAttnPlacement,
