@@ -137,7 +137,8 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             if let Some(png) = &args.plot {
-                let title = format!("{}: {}", plan.sweep, wide.metric);
+                let title =
+                    crate::report::publish::heatmap_title(&plan.sweep, &spec.name, &wide.metric);
                 crate::store::write_atomic(
                     png,
                     &crate::report::heatmap::heatmap_png(&wide, &title)?,

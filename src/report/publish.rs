@@ -24,6 +24,15 @@ pub struct PublishedTable {
     pub png: PathBuf,
 }
 
+/// The heading of a table's heatmap: the sweep, the table's name when it has one, the metric.
+pub fn heatmap_title(sweep: &str, table: &str, metric: &str) -> String {
+    if table.is_empty() {
+        format!("{sweep}: {metric}")
+    } else {
+        format!("{sweep}: {table} ({metric})")
+    }
+}
+
 /// Where the reports of `sweep` live under a store root.
 pub fn reports_dir(store: &Path, sweep: &str) -> PathBuf {
     store.join("reports").join(sweep)
@@ -117,7 +126,7 @@ pub fn publish_tables(plan: &Plan) -> Result<Vec<PublishedTable>> {
         let png = dir.join(format!("{name}.png"));
         crate::store::write_atomic(&csv, render_wide(&wide, Format::Csv)?.as_bytes())?;
         crate::store::write_atomic(&markdown, render_wide(&wide, Format::Md)?.as_bytes())?;
-        let title = format!("{}: {} ({})", plan.sweep, name, spec.metric);
+        let title = heatmap_title(&plan.sweep, &name, &spec.metric);
         crate::store::write_atomic(&png, &super::heatmap::heatmap_png(&wide, &title)?)?;
         out.push(PublishedTable {
             name,
