@@ -71,22 +71,25 @@ fn llm_config() -> LlamaConfig {
 }
 
 fn write_models(dir: &Path) {
+    write_models_with(dir, &vision_config(), &llm_config());
+}
+
+/// Random-weight checkpoints of these shapes under `dir/vision` and `dir/llm` (with the fixture
+/// tokenizer).
+fn write_models_with(dir: &Path, vision: &VisionConfig, llm: &LlamaConfig) {
     let dev = Device::Cpu;
     let map = VarMap::new();
-    VisionTower::new_trainable(&vision_config(), &map, DType::F32, &dev)
+    VisionTower::new_trainable(vision, &map, DType::F32, &dev)
         .unwrap()
         .save(&dir.join("vision"))
         .unwrap();
     let map = VarMap::new();
     let tok =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llm/tiny-tied/tokenizer.json");
-    Llama::new(
-        &llm_config(),
-        VarBuilder::from_varmap(&map, DType::F32, &dev),
-    )
-    .unwrap()
-    .save(&dir.join("llm"), Some(&tok))
-    .unwrap();
+    Llama::new(llm, VarBuilder::from_varmap(&map, DType::F32, &dev))
+        .unwrap()
+        .save(&dir.join("llm"), Some(&tok))
+        .unwrap();
 }
 
 fn spec(dir: &Path, fusion: Fusion) -> MllmSpec {
@@ -301,25 +304,6 @@ mod slice {
         c
     }
 
-    fn write_models(dir: &Path) {
-        let dev = Device::Cpu;
-        let map = VarMap::new();
-        VisionTower::new_trainable(&vision_config(), &map, DType::F32, &dev)
-            .unwrap()
-            .save(&dir.join("vision"))
-            .unwrap();
-        let map = VarMap::new();
-        let tok = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/llm/tiny-tied/tokenizer.json");
-        Llama::new(
-            &llm_config(),
-            VarBuilder::from_varmap(&map, DType::F32, &dev),
-        )
-        .unwrap()
-        .save(&dir.join("llm"), Some(&tok))
-        .unwrap();
-    }
-
     fn batch(model: &Mllm) -> MllmBatch {
         let row: Vec<i64> = [1, -200]
             .into_iter()
@@ -417,7 +401,7 @@ mod slice {
         let dev = Device::Cpu;
         let dir = tempfile::tempdir().unwrap();
         let t0 = Instant::now();
-        write_models(dir.path());
+        write_models_with(dir.path(), &vision_config(), &llm_config());
         eprintln!(
             "slice: models written in {:.1} s",
             t0.elapsed().as_secs_f64()

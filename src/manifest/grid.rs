@@ -17,7 +17,7 @@
 
 use super::diag::{suggest, Diagnostics};
 use super::source::{Loc, Node, Table, Value};
-use super::stages::{self, EvalSettings, TrainSettings, STAGE_SECTIONS};
+use super::stages::{self, STAGE_SECTIONS};
 use crate::layers::{Fusion, LayerSet};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashSet};
@@ -427,15 +427,7 @@ pub fn check_value(axis: &str, v: &mut AxisValue, cat: &Catalog, d: &mut Diagnos
         },
         dotted => {
             let (section, field) = dotted.split_once('.').unwrap_or((dotted, ""));
-            let typed = match section {
-                "eval" => stages::with_field(&EvalSettings::default(), field, &v.value)
-                    .map(|s| serde_json::to_value(s).unwrap()[field].clone()),
-                "i_m" => stages::with_field(&stages::CrossAttnConfig::default(), field, &v.value)
-                    .map(|s| serde_json::to_value(s).unwrap()[field].clone()),
-                _ => stages::with_field(&TrainSettings::pretrain_default(), field, &v.value)
-                    .map(|s| serde_json::to_value(s).unwrap()[field].clone()),
-            };
-            match typed {
+            match stages::typed_field(section, field, &v.value) {
                 Ok(j) => {
                     v.value = j;
                     Ok(())

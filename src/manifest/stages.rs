@@ -196,6 +196,29 @@ pub fn section_fields(section: &str) -> Vec<String> {
     }
 }
 
+/// `value` for field `field` of settings section `section` (one of [`STAGE_SECTIONS`]), as the
+/// section's struct types it (`lr = 1` → `1.0`), or why it cannot be.
+pub fn typed_field(
+    section: &str,
+    field: &str,
+    value: &serde_json::Value,
+) -> Result<serde_json::Value, FieldError> {
+    fn typed<T: Serialize + DeserializeOwned>(
+        base: &T,
+        field: &str,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, FieldError> {
+        let set = with_field(base, field, value)?;
+        Ok(serde_json::to_value(set).map_err(|e| FieldError::Type(e.to_string()))?[field].clone())
+    }
+    match section {
+        "pretrain" | "finetune" => typed(&TrainSettings::pretrain_default(), field, value),
+        "eval" => typed(&EvalSettings::default(), field, value),
+        "i_m" => typed(&CrossAttnConfig::default(), field, value),
+        _ => Err(FieldError::Unknown),
+    }
+}
+
 /// Why a field cannot take a value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldError {

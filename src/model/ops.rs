@@ -2,8 +2,7 @@
 //! shared by the vision towers and the LLM.
 //!
 //! candle's fused `softmax_last_dim` / `layer_norm` / `rms_norm` kernels have no backward
-//! (candle.md §3), and
-//! the differentiable compositions (`ops::softmax`, `ops::layer_norm_slow`) make 5–8 passes over
+//! (candle.md §3), and the differentiable compositions (`ops::softmax`, `ops::layer_norm_slow`) make 5–8 passes over
 //! memory with a fresh tensor each time; measured 13× (softmax) and 26× (layer norm) slower on
 //! the project's CPU. Here the value comes from candle's fused kernel, and a custom op hands that
 //! value to the autograd graph together with the backward the fused op lacks (written with tensor

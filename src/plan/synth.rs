@@ -115,7 +115,10 @@ fn world_of(
         let cfg: SynthConfig = serde_json::from_value(v).map_err(|e| {
             (
                 format!("{what} is not a world config: {e}"),
-                Some("world fields: seed, image_size, n_pretrain, n_finetune, n_per_benchmark, max_objects, text_percent, occlusion_percent, text_only_percent, max_turns".into()),
+                Some(format!(
+                    "world fields: {}",
+                    crate::manifest::stages::field_names(&SynthConfig::default()).join(", ")
+                )),
             )
         })?;
         cfg.validate().map_err(|e| (format!("{what}: {e}"), None))?;

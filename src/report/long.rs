@@ -76,6 +76,18 @@ impl LongTable {
     pub fn axis(&self, name: &str) -> Option<usize> {
         self.axes.iter().position(|a| a == name)
     }
+
+    /// Keeps the rows whose every filtered axis has one of its listed values (a `[[table]]`'s
+    /// `where`); a row without the axis is dropped.
+    pub fn retain_where(&mut self, filter: &std::collections::BTreeMap<String, Vec<String>>) {
+        for (axis, allowed) in filter {
+            let at = self.axis(axis);
+            self.rows.retain(|r| {
+                at.and_then(|i| r.axes[i].as_ref())
+                    .is_some_and(|v| allowed.contains(v))
+            });
+        }
+    }
 }
 
 /// Renders an axis value as table text: strings bare, everything else as compact JSON.

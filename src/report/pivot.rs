@@ -213,15 +213,7 @@ pub fn pivot(long: &LongTable, spec: &PivotSpec) -> anyhow::Result<WideTable> {
     let lower = lower_is_better(&metric);
     let mut best = vec![vec![false; col_keys.len()]; row_keys.len()];
     for c in 0..col_keys.len() {
-        let vals = cells
-            .iter()
-            .map(|r| r[c].map(|a| a.mean))
-            .filter(|v| v.is_some_and(|v| !v.is_nan()));
-        let top = if lower {
-            vals.flatten().fold(f64::INFINITY, f64::min)
-        } else {
-            vals.flatten().fold(f64::NEG_INFINITY, f64::max)
-        };
+        let top = best_mean(cells.iter().filter_map(|r| r[c].map(|a| a.mean)), lower);
         for r in 0..row_keys.len() {
             best[r][c] = cells[r][c].is_some_and(|a| a.mean == top);
         }
@@ -248,6 +240,17 @@ pub fn pivot(long: &LongTable, spec: &PivotSpec) -> anyhow::Result<WideTable> {
     })
 }
 
+/// The best of a column's means (NaN ignored): the smallest if `lower` is better, else the
+/// largest; ±∞ for a column without values, which no cell equals.
+fn best_mean(means: impl Iterator<Item = f64>, lower: bool) -> f64 {
+    let means = means.filter(|v| !v.is_nan());
+    if lower {
+        means.fold(f64::INFINITY, f64::min)
+    } else {
+        means.fold(f64::NEG_INFINITY, f64::max)
+    }
+}
+
 /// The name of the column [`add_average`] appends.
 pub const AVERAGE_COLUMN: &str = "avg";
 
@@ -268,14 +271,9 @@ pub fn add_average(t: &mut WideTable) {
             })
         })
         .collect();
-    let lower = lower_is_better(&t.metric);
-    let top = avgs.iter().flatten().map(|a| a.mean).fold(
-        if lower {
-            f64::INFINITY
-        } else {
-            f64::NEG_INFINITY
-        },
-        |m, v| if lower { m.min(v) } else { m.max(v) },
+    let top = best_mean(
+        avgs.iter().flatten().map(|a| a.mean),
+        lower_is_better(&t.metric),
     );
     for (r, a) in avgs.into_iter().enumerate() {
         t.best[r].push(a.is_some_and(|a| a.mean == top));

@@ -87,13 +87,7 @@ pub fn wide_table(
     baseline_delta: bool,
 ) -> Result<WideTable> {
     let mut long = long_table(plan, finals, rows, &MetricSel::parse(&spec.metric));
-    for (axis, allowed) in &spec.filter {
-        let at = long.axis(axis);
-        long.rows.retain(|r| {
-            at.and_then(|i| r.axes[i].as_ref())
-                .is_some_and(|v| allowed.contains(v))
-        });
-    }
+    long.retain_where(&spec.filter);
     let mut wide = pivot(
         &long,
         &PivotSpec {

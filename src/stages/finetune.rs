@@ -11,12 +11,9 @@ use crate::plan::{StageKind, Task};
 use crate::train::trainer::training_device;
 use anyhow::Context;
 
-/// The finetune stage. `freeze_llm` (or `[finetune] freeze_llm = true`) trains the fusion only
-/// (an option, not the paper's recipe).
-#[derive(Default)]
-pub struct FinetuneStage {
-    pub freeze_llm: bool,
-}
+/// The finetune stage. `[finetune] freeze_llm = true` trains the fusion only (an option, not the
+/// paper's recipe).
+pub struct FinetuneStage;
 
 impl Stage for FinetuneStage {
     fn run(&self, task: &Task, ctx: &mut StageContext) -> anyhow::Result<()> {
@@ -27,7 +24,7 @@ impl Stage for FinetuneStage {
             .context("a finetune task needs its pretrain task among the deps (re-plan the sweep)")?
             .to_path_buf();
         let device = training_device()?;
-        let freeze_llm = self.freeze_llm || cfg.hparams.freeze_llm;
+        let freeze_llm = cfg.hparams.freeze_llm;
         let (mut model, trainable) = Mllm::finetune(&pretrained, freeze_llm, &device)?;
         model.set_image_aspect(cfg.hparams.image_aspect.into());
         let data = load_dataset(ctx, &cfg.data)?;

@@ -143,10 +143,7 @@ impl StageRegistry {
         r.register(StageKind::Prepare, Box::new(prepare::PrepareStage));
         r.register(StageKind::Encode, Box::new(encode::EncodeStage));
         r.register(StageKind::Pretrain, Box::new(pretrain::PretrainStage));
-        r.register(
-            StageKind::Finetune,
-            Box::new(finetune::FinetuneStage::default()),
-        );
+        r.register(StageKind::Finetune, Box::new(finetune::FinetuneStage));
         r.register(StageKind::Eval, Box::new(eval::EvalStage));
         r
     }

@@ -253,7 +253,7 @@ pub fn finetune_record(cfg: &SynthConfig, index: usize) -> anyhow::Result<ImageR
     }
     let spec = training_spec(cfg, &mut rng);
     let scene = sample_scene(&mut rng, &spec);
-    let wanted = rng.random_range(1..=cfg.max_turns.max(1));
+    let wanted = rng.random_range(1..=cfg.max_turns);
     let mut pairs: Vec<(String, String)> = Vec::new();
     if rng.random_bool(0.1) {
         pairs.push((

@@ -1,7 +1,8 @@
 //! The LLaMA causal LM: embeddings → decoder layers (with fusion hooks) → norm → `lm_head`.
 //!
-//! Differentiable end to end (fused norms and softmax with our backward — `crate::model::ops` — and `rope_slow`), logits for
-//! every position, and the input can be embeddings so visual tokens can be spliced in.
+//! Differentiable end to end (fused norms and softmax with our backward, `crate::model::ops`;
+//! `rope_slow`), logits for every position, and the input can be embeddings so visual tokens
+//! can be spliced in.
 
 use super::attention::MASKED;
 use super::cache::KvCache;

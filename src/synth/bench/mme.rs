@@ -26,6 +26,17 @@ const CATEGORIES: [(&str, &str, Family, Option<TextKind>); 7] = [
     ("commonsense_reasoning", "cognition", Family::Compare, None),
 ];
 
+/// The table scale of the primary metric: `mme_perception_score` sums (acc + acc+) × 100 over
+/// the perception categories, so it tops out at 200 per category; the paper averages MME^P as a
+/// share of its maximum (its ÷ 2000 × 100).
+pub fn perception_scale() -> f64 {
+    let perception = CATEGORIES
+        .iter()
+        .filter(|(_, kind, ..)| *kind == "perception")
+        .count();
+    100.0 / (200.0 * perception as f64)
+}
+
 pub fn unit(cfg: &SynthConfig, index: usize, rng: &mut ChaCha8Rng) -> anyhow::Result<Unit> {
     // Round-robin over categories keeps every category populated at any size.
     let (category, kind, family, sign) = CATEGORIES[index % CATEGORIES.len()];

@@ -190,9 +190,7 @@ impl Benchmark {
                     ("mme_cognition_score", "mme"),
                 ],
                 primary: "mme_perception_score",
-                // The sum over the 5 perception categories of (acc + acc+) × 100 tops out at 1000;
-                // the paper averages MME^P as a share of its maximum (its ÷ 2000 × 100).
-                scale: 0.1,
+                scale: mme::perception_scale(),
                 max_new_tokens: 16,
                 records_per_unit: 2,
             },

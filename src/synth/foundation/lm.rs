@@ -127,8 +127,8 @@ fn batch_tensor(rows: &[&Vec<u32>]) -> Result<Tensor> {
 
 /// The fixed text of the chat templates, for the tokenizer only: the world's corpus never holds
 /// LLaVA's system prompts, yet every finetuning and evaluation sample starts with one. Left out,
-/// the vicuna_v1 prompt falls apart into 82 byte-level pieces (more than the image's 65 tokens);
-/// with it, into one token per word, as in a real LLM's vocabulary. Each line twice, to pass the
+/// the vicuna_v1 prompt falls apart into 82 byte-level pieces (more than a quickstart image's
+/// visual tokens); with it, into one token per word, as in a real LLM's vocabulary. Each line twice, to pass the
 /// trainer's minimum frequency of 2. The LM itself never trains on these lines.
 fn chat_template_lines<'a>() -> impl Iterator<Item = &'a str> {
     use crate::train::data::template::{LLAVA_V1_SYSTEM, VICUNA_V1_SYSTEM};
