@@ -226,7 +226,7 @@ fn a_header_cut_by_a_kill_is_rewritten() {
     let (_t, dir) = scratch("gqa_mini");
     let bench = Benchmark::load(&dir).unwrap();
     let preds = dir.join("predictions.jsonl");
-    let header = mlvf::eval::predictions::cache_header(&bench, "vicuna_v1").to_string();
+    let header = mlvf::eval::predictions::cache_header(&bench, "vicuna_v1", None).to_string();
     std::fs::write(&preds, &header).unwrap(); // no newline: the kill came before it
     let mut gen = FakeGen::new(GQA_ANSWERS);
     let s = run_benchmark(&mut gen, &bench, &preds, &RunOptions::default()).unwrap();
@@ -327,6 +327,16 @@ fn a_cache_for_other_data_is_refused() {
     );
 }
 
+/// Answers to pope_mini: dog ✓, cat ✗, car ✗ ("No" for yes), bus ✓, cup ✗ ("Yes." is no yes), fork ✓.
+const POPE_ANSWERS: &[(&str, &str)] = &[
+    ("dog", "yes"),
+    ("cat", "yes"),
+    ("car", "No"),
+    ("bus", "no"),
+    ("cup", "Yes."),
+    ("fork", "no"),
+];
+
 #[test]
 fn mme_pairs_and_pope_subsets_through_the_runner() {
     let bench = Benchmark::load(&fixture("mme_mini")).unwrap();
@@ -349,14 +359,7 @@ fn mme_pairs_and_pope_subsets_through_the_runner() {
 
     let bench = Benchmark::load(&fixture("pope_mini")).unwrap();
     let preds = tmp.path().join("pope.jsonl");
-    let mut gen = FakeGen::new(&[
-        ("dog", "yes"),
-        ("cat", "yes"),
-        ("car", "No"),
-        ("bus", "no"),
-        ("cup", "Yes."),
-        ("fork", "no"),
-    ]);
+    let mut gen = FakeGen::new(POPE_ANSWERS);
     run_benchmark(&mut gen, &bench, &preds, &RunOptions::default()).unwrap();
     assert!(gen.calls.iter().all(|(_, _, m)| *m == 128));
     let r = score_benchmark(&bench, &load_predictions(&preds, &bench, true).unwrap()).unwrap();
@@ -525,4 +528,198 @@ fn a_failed_batch_is_answered_one_at_a_time_and_the_bad_sample_named() {
     let s = run_benchmark(&mut gen, &bench, &preds, &opts).unwrap();
     assert_eq!((s.generated, s.cached), (2, 2));
     assert_eq!(gen.batches, vec![2]);
+}
+
+/// Records the pixels and the prompt of every request; answers "no".
+struct Recorder {
+    seen: Vec<(Vec<image::RgbImage>, String)>,
+    fill: [u8; 3],
+}
+
+impl Generator for Recorder {
+    fn generate(
+        &mut self,
+        images: &[DynamicImage],
+        prompt: &str,
+        _: usize,
+    ) -> anyhow::Result<String> {
+        let pixels = images.iter().map(DynamicImage::to_rgb8).collect();
+        self.seen.push((pixels, prompt.to_string()));
+        Ok("no".into())
+    }
+
+    fn blank_fill(&self) -> [u8; 3] {
+        self.fill
+    }
+}
+
+#[test]
+fn grounding_controls_change_what_the_generator_sees() {
+    use mlvf::eval::Control;
+    let (_t, dir) = scratch("gqa_mini");
+    let bench = Benchmark::load(&dir).unwrap();
+    // g1 and g2 ask about one image, g3 and g4 about another.
+    let own: Vec<image::RgbImage> = bench
+        .samples
+        .iter()
+        .map(|s| bench.load_images(s).unwrap()[0].to_rgb8())
+        .collect();
+    assert_ne!(own[0], own[2]);
+    let run = |control: Option<Control>| {
+        let mut gen = Recorder {
+            seen: Vec::new(),
+            fill: [10, 20, 30],
+        };
+        let path = dir.join(format!("{}.jsonl", control.map_or("images", Control::name)));
+        let opts = RunOptions {
+            control,
+            ..Default::default()
+        };
+        let summary = run_benchmark(&mut gen, &bench, &path, &opts).unwrap();
+        assert_eq!(summary.generated, 4);
+        (gen.seen, summary, path)
+    };
+
+    let (plain, ..) = run(None);
+    for (i, (images, prompt)) in plain.iter().enumerate() {
+        assert_eq!(images, &vec![own[i].clone()]);
+        assert!(prompt.contains("USER: <image>\n"), "{prompt}");
+    }
+
+    // blank: the same prompt, one image of the same size, every pixel the model's blank colour.
+    let (blank, _, blank_cache) = run(Some(Control::Blank));
+    for (i, (images, prompt)) in blank.iter().enumerate() {
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].dimensions(), own[i].dimensions());
+        assert!(
+            images[0].pixels().all(|p| p.0 == [10, 20, 30]),
+            "sample {i}"
+        );
+        assert_eq!(prompt, &plain[i].1);
+    }
+
+    // shuffle: the same prompt with the other image; questions on one image move together.
+    let (shuffled, summary, _) = run(Some(Control::Shuffle));
+    assert_eq!(summary.control_unchanged, 0);
+    for (i, (images, prompt)) in shuffled.iter().enumerate() {
+        assert_eq!(images.len(), 1);
+        assert_ne!(images[0], own[i], "sample {i} kept its own image");
+        assert_eq!(prompt, &plain[i].1);
+    }
+    assert_eq!(shuffled[0].0[0], own[2]);
+    assert_eq!(shuffled[1].0[0], own[2]);
+    assert_eq!(shuffled[2].0[0], own[0]);
+
+    // none: no image, and no `<image>` in the prompt.
+    let (none, ..) = run(Some(Control::None));
+    for (i, (images, prompt)) in none.iter().enumerate() {
+        assert!(images.is_empty());
+        assert!(!prompt.contains("<image>"), "{prompt}");
+        assert_eq!(prompt, &plain[i].1.replace("<image>\n", ""));
+    }
+
+    // Answers are cached under their control: resumable, and never read as another's.
+    let text = std::fs::read_to_string(&blank_cache).unwrap();
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["control"], "blank");
+    let mut idle = Recorder {
+        seen: Vec::new(),
+        fill: [0; 3],
+    };
+    let blank_opts = RunOptions {
+        control: Some(Control::Blank),
+        ..Default::default()
+    };
+    let s = run_benchmark(&mut idle, &bench, &blank_cache, &blank_opts).unwrap();
+    assert_eq!((s.cached, s.generated), (4, 0));
+    for other in [None, Some(Control::None)] {
+        let opts = RunOptions {
+            control: other,
+            ..Default::default()
+        };
+        let err = run_benchmark(&mut idle, &bench, &blank_cache, &opts).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("holds answers under control \"blank\""),
+            "{err:#}"
+        );
+    }
+    assert!(idle.seen.is_empty());
+    let header: Value = serde_json::from_str(
+        std::fs::read_to_string(dir.join("images.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(header.get("control").is_none(), "{header}");
+}
+
+#[test]
+fn shuffle_says_how_many_samples_it_could_not_move() {
+    // pope_mini asks all six questions about one image: there is no other image to give.
+    let bench = Benchmark::load(&fixture("pope_mini")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut gen = Recorder {
+        seen: Vec::new(),
+        fill: [0; 3],
+    };
+    let opts = RunOptions {
+        control: Some(mlvf::eval::Control::Shuffle),
+        limit: Some(4),
+        ..Default::default()
+    };
+    let s = run_benchmark(&mut gen, &bench, &tmp.path().join("p.jsonl"), &opts).unwrap();
+    assert_eq!(s.control_unchanged, 4);
+}
+
+/// Answers `bench` with a [`FakeGen`] into `preds` and scores the answers.
+fn answer_and_score(
+    bench: &Benchmark,
+    answers: &[(&'static str, &'static str)],
+    preds: &Path,
+) -> mlvf::eval::ScoreReport {
+    run_benchmark(
+        &mut FakeGen::new(answers),
+        bench,
+        preds,
+        &RunOptions::default(),
+    )
+    .unwrap();
+    score_benchmark(bench, &load_predictions(preds, bench, true).unwrap()).unwrap()
+}
+
+#[test]
+fn every_score_comes_with_types_and_the_majority_baseline() {
+    let bench = Benchmark::load(&fixture("pope_mini")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let r = answer_and_score(&bench, POPE_ANSWERS, &tmp.path().join("pope.jsonl"));
+    let b = &r.breakdown;
+    // POPE's questions are typed by subset; per sample: dog ✓ cat ✗ car ✗ bus ✓ | cup ✗ fork ✓.
+    assert_eq!(b.type_field, Some("subset"));
+    assert_eq!(b.types["adversarial"].n, 4);
+    assert_eq!(b.types["adversarial"].acc, 50.0);
+    assert_eq!(b.types["random"].acc, 50.0);
+    // Three yes and three no: of the tied answers, always "yes" scores best (F1 2/3 in each
+    // subset; always "no" has none). Per type both are half right: the first, "no", is shown.
+    assert_eq!(b.majority_answer.as_deref(), Some("yes"));
+    let two_thirds = b.majority_value.unwrap();
+    assert!((two_thirds - 2.0 / 3.0).abs() < 1e-12, "{two_thirds}");
+    assert_eq!(b.types["random"].majority_answer, "no");
+    assert_eq!(b.types["random"].majority, 50.0);
+    let m: HashMap<String, f64> = b.metrics(100.0).into_iter().collect();
+    assert_eq!(m["majority"], two_thirds * 100.0);
+    assert_eq!(m["acc/adversarial"], 50.0);
+    assert_eq!(m["majority/adversarial"], 50.0);
+    assert_eq!(r.summary_json(100.0)["breakdown"]["type_field"], "subset");
+
+    // GQA's mini set has no types; four answers tie and each is right once: "left", the first.
+    let bench = Benchmark::load(&fixture("gqa_mini")).unwrap();
+    let r = answer_and_score(&bench, GQA_ANSWERS, &tmp.path().join("gqa.jsonl"));
+    assert_eq!(r.breakdown.type_field, None);
+    assert_eq!(r.breakdown.majority_answer.as_deref(), Some("left"));
+    assert_eq!(
+        r.breakdown.metrics(100.0),
+        vec![("majority".to_string(), 25.0)]
+    );
 }

@@ -397,3 +397,57 @@ fn an_eval_batch_of_zero_is_located() {
         &[&pos(&p, "0\n[grid]"), "[eval] `batch` = 0", "default (16)"],
     );
 }
+
+#[test]
+fn unknown_or_repeated_controls_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.toml",
+        &GRID.replace(
+            "[grid]",
+            "[eval]\ncontrols = [\"blank\", \"shufle\", \"blank\"]\n[grid]",
+        ),
+    );
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "\"shufle\""),
+            "unknown control `shufle`",
+            "did you mean `shuffle`?",
+            "`blank`, `shuffle`, `none`",
+            "`blank` is listed twice",
+        ],
+    );
+    // The repeat is reported at the second `"blank"`.
+    let text = std::fs::read_to_string(&p).unwrap();
+    let at = text.rfind("\"blank\"").unwrap();
+    let line = text[..at].matches('\n').count() + 1;
+    let col = at - text[..at].rfind('\n').unwrap();
+    let second = format!(
+        "{}:{line}:{col}: [eval] controls: `blank` is listed twice",
+        p.display()
+    );
+    assert!(msg.contains(&second), "{second} not in\n{msg}");
+
+    // A misspelt key gets the name; controls are no grid axis.
+    let p = write(
+        dir.path(),
+        "m2.toml",
+        &GRID.replace(
+            "[grid]",
+            "[eval]\ncontrol = [\"blank\"]\n[grid]\n\"eval.controls\" = [\"blank\"]",
+        ),
+    );
+    let msg = plan_error(&p);
+    contains_all(
+        &msg,
+        &[
+            &pos(&p, "control ="),
+            "did you mean `controls`?",
+            &pos(&p, "\"eval.controls\""),
+            "not a grid axis",
+        ],
+    );
+}

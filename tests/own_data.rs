@@ -498,4 +498,86 @@ fn a_sweep_on_the_users_own_files_runs_tabulates_and_caches() {
         output(mlvf(root).args(["results", "sweep.toml", "--format", "csv"])).0,
         csv
     );
+
+    // Without controls, asking for `mg` says where it comes from.
+    let (_, note) = output(mlvf(root).args(["results", "sweep.toml", "--metric", "mg"]));
+    assert!(
+        note.contains("add `controls = [\"blank\"]` to [eval]"),
+        "{note}"
+    );
+
+    // Grounding controls added to the finished sweep rerun nothing published: the 12 tasks stay
+    // cached and only the 3 × 6 control evals run.
+    let controlled = manifest(root).replace(
+        "max_new_tokens = 4\n",
+        "max_new_tokens = 4\ncontrols = [\"blank\", \"shuffle\", \"none\"]\n",
+    );
+    std::fs::write(&m, controlled).unwrap();
+    let (status, _) = output(mlvf(root).args(["plan", "sweep.toml", "--format", "json"]));
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(
+        status["stages"]["eval"],
+        json!({"total": 24, "cached": 6, "missing": 18})
+    );
+    for stage in ["prepare", "encode", "pretrain", "finetune"] {
+        assert_eq!(status["stages"][stage]["missing"], 0, "{stage}");
+    }
+    let (_, run) = output(mlvf(root).args(["run", "sweep.toml", "--no-progress", "-j", "1"]));
+    assert!(run.contains("30 tasks: 12 cached, 18 ran"), "{run}");
+    assert_eq!(
+        output(mlvf(root).args(["results", "sweep.toml", "--format", "csv"])).0,
+        csv,
+        "the primary table does not change"
+    );
+
+    // `--metric mg` tabulates the multi-modal gain per cell as `primary` does.
+    for metric in ["mg", "mg_shuffle", "mg_none"] {
+        let (table, _) = output(mlvf(root).args([
+            "results",
+            "sweep.toml",
+            "--metric",
+            metric,
+            "--format",
+            "csv",
+        ]));
+        let mut lines = table.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "fusion,layers,colors,shapes,best_in",
+            "{table}"
+        );
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), 3, "{table}");
+        for r in &rows {
+            for v in &r[2..4] {
+                let v: f64 = v.parse().unwrap_or_else(|e| panic!("{metric} {r:?}: {e}"));
+                assert!((-100.0..=100.0).contains(&v), "{metric} {r:?}");
+            }
+        }
+    }
+    // Per cell: each gain is the with-image score minus the score under its control, and every
+    // eval carries its majority-answer baseline.
+    let (long, _) =
+        output(mlvf(root).args(["results", "sweep.toml", "--long", "--format", "json"]));
+    let long: Vec<Value> = serde_json::from_str(&long).unwrap();
+    let mut by_cell: std::collections::BTreeMap<String, std::collections::HashMap<String, f64>> =
+        Default::default();
+    for r in &long {
+        let cell = format!("{}/{}/{}", r["fusion"], r["layers"], r["benchmark"]);
+        if let Some(v) = r["value"].as_f64() {
+            by_cell
+                .entry(cell)
+                .or_default()
+                .insert(r["metric"].as_str().unwrap().to_string(), v);
+        }
+    }
+    assert_eq!(by_cell.len(), 6);
+    for (cell, m) in &by_cell {
+        let s_v = m["primary_score"];
+        assert_eq!(m["mg"], s_v - m["blank/primary_score"], "{cell}");
+        assert_eq!(m["mg_none"], s_v - m["none/primary_score"], "{cell}");
+        assert_eq!(m["mg_shuffle"], s_v - m["shuffle/primary_score"], "{cell}");
+        assert_eq!(m["shuffle/unchanged"], 0.0, "{cell}");
+        assert!(m.contains_key("majority"), "{cell}: {m:?}");
+    }
 }

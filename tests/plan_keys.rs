@@ -466,3 +466,75 @@ fn every_config_round_trips_through_its_typed_struct() {
         "hf:openai/clip-vit-large-patch14-336"
     );
 }
+
+#[test]
+fn controls_add_one_eval_each_and_change_no_key_that_existed() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = plan(dir.path(), "a.toml", GRID);
+    let with = plan(
+        dir.path(),
+        "b.toml",
+        &GRID.replace(
+            "[grid]",
+            "[eval]\nbatch = 4\ncontrols = [\"blank\", \"shuffle\", \"none\"]\n[grid]",
+        ),
+    );
+    // Every task that existed keeps its key (a store stays fully cached); only evals are added.
+    for stage in StageKind::ALL {
+        assert!(
+            keys(&base, stage).is_subset(&keys(&with, stage)),
+            "{stage} keys changed"
+        );
+        if stage != StageKind::Eval {
+            assert_eq!(keys(&base, stage), keys(&with, stage));
+        }
+    }
+    let evals = of(&with, StageKind::Eval);
+    assert_eq!(evals.len(), 6 * 4);
+    let (plain, controls): (Vec<&Task>, Vec<&Task>) = evals
+        .iter()
+        .partition(|t| t.config.get("control").is_none());
+    let plain_keys: HashSet<String> = plain.iter().map(|t| t.key.0.clone()).collect();
+    assert_eq!(plain_keys, keys(&base, StageKind::Eval));
+    let by_key: std::collections::HashMap<&str, &Task> =
+        with.tasks.iter().map(|t| (t.key.0.as_str(), t)).collect();
+    for t in &controls {
+        // The finetune first, then the with-image eval of the same cells and benchmark.
+        let ft = by_key[t.deps[0].0.as_str()];
+        let img = by_key[t.deps[1].0.as_str()];
+        assert_eq!(ft.stage, StageKind::Finetune);
+        assert_eq!(img.stage, StageKind::Eval);
+        assert!(img.config.get("control").is_none());
+        assert_eq!(img.cells, t.cells);
+        assert_eq!(img.config["benchmark"], t.config["benchmark"]);
+        assert_eq!(img.config["settings"], t.config["settings"]);
+        assert_eq!(t.axes["control"], t.config["control"]);
+        assert_eq!(
+            t.runtime["batch"],
+            serde_json::json!(4),
+            "batch reaches controls"
+        );
+    }
+    // Each cell: one with-image eval, one eval per control.
+    for (i, _) in with.cells.iter().enumerate() {
+        let mut names: Vec<String> = evals
+            .iter()
+            .filter(|t| t.cells.contains(&i))
+            .map(|t| {
+                t.config
+                    .get("control")
+                    .map_or("-".into(), |c| c.to_string())
+            })
+            .collect();
+        names.sort();
+        assert_eq!(names, ["\"blank\"", "\"none\"", "\"shuffle\"", "-"]);
+    }
+    // Dropping a control again leaves the others' keys alone.
+    let fewer = plan(
+        dir.path(),
+        "c.toml",
+        &GRID.replace("[grid]", "[eval]\ncontrols = [\"none\"]\n[grid]"),
+    );
+    assert!(keys(&fewer, StageKind::Eval).is_subset(&keys(&with, StageKind::Eval)));
+    assert_eq!(of(&fewer, StageKind::Eval).len(), 12);
+}

@@ -41,6 +41,19 @@ fn add_task(
     key
 }
 
+/// The eval config of the benchmark directory `bench`, with default settings.
+fn eval_config(bench: &Path, control: Option<mlvf::eval::Control>) -> serde_json::Value {
+    to_json(&mlvf::plan::config::EvalConfig {
+        benchmark: mlvf::plan::config::BenchmarkSpec {
+            path: Some(bench.display().to_string()),
+            source: None,
+            params: Default::default(),
+        },
+        settings: Default::default(),
+        control,
+    })
+}
+
 fn metrics(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
@@ -227,14 +240,7 @@ fn pretrain_then_finetune_through_the_worker() {
     let eval_key = add_task(
         root,
         StageKind::Eval,
-        to_json(&mlvf::plan::config::EvalConfig {
-            benchmark: mlvf::plan::config::BenchmarkSpec {
-                path: Some(bench_dir.display().to_string()),
-                source: None,
-                params: Default::default(),
-            },
-            settings: Default::default(),
-        }),
+        eval_config(&bench_dir, None),
         vec![ft_key.clone()],
     );
     run_task(root, &eval_key, None, &reg).unwrap();
@@ -263,6 +269,52 @@ fn pretrain_then_finetune_through_the_worker() {
     let done: serde_json::Value =
         serde_json::from_slice(&std::fs::read(eval_dir.join("DONE.json")).unwrap()).unwrap();
     assert_eq!(done["primary_metric"], "primary_score");
+    // One question, one answer: the majority baseline is right too.
+    assert_eq!(value("majority"), 100.0);
+
+    // The same benchmark under the blank control, after the with-image eval it depends on: its
+    // scores are namespaced, none is primary, and `mg` is the with-image score minus its own.
+    let blank_key = add_task(
+        root,
+        StageKind::Eval,
+        eval_config(&bench_dir, Some(mlvf::eval::Control::Blank)),
+        vec![ft_key.clone(), eval_key.clone()],
+    );
+    run_task(root, &blank_key, None, &reg).unwrap();
+    let blank_dir = layout::task_dir(root, StageKind::Eval, &blank_key);
+    let m = metrics(&blank_dir);
+    let value = |n: &str| {
+        m.iter()
+            .find(|r| r["name"] == n)
+            .map(|r| r["value"].as_f64().unwrap())
+    };
+    let blank = value("blank/primary_score").expect("blank/primary_score");
+    assert!(blank == 0.0 || blank == 100.0, "{m:?}");
+    assert_eq!(value("mg"), Some(100.0 - blank));
+    assert_eq!(value("primary_score"), None, "{m:?}");
+    assert_eq!(value("exact_match"), None, "{m:?}");
+    let done: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blank_dir.join("DONE.json")).unwrap()).unwrap();
+    assert!(done["primary_metric"].is_null(), "{done}");
+    let header = std::fs::read_to_string(blank_dir.join("predictions.jsonl")).unwrap();
+    assert!(
+        header
+            .lines()
+            .next()
+            .unwrap()
+            .contains("\"control\":\"blank\""),
+        "{header}"
+    );
+
+    // A control without its with-image eval among the deps says so.
+    let orphan = add_task(
+        root,
+        StageKind::Eval,
+        eval_config(&bench_dir, Some(mlvf::eval::Control::None)),
+        vec![ft_key.clone()],
+    );
+    let err = format!("{:#}", run_task(root, &orphan, None, &reg).unwrap_err());
+    assert!(err.contains("needs its with-image eval"), "{err}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `mlvf results`: result tables: long, pivoted, CSV/Markdown/JSON.
 
 use crate::db::Db;
-use crate::plan::TableSpec;
+use crate::eval::Control;
+use crate::plan::{Plan, StageKind, TableSpec};
 use crate::report::publish::wide_table;
 use crate::report::render::{render_long, render_wide, Format};
 use crate::report::{long_table, MetricSel};
@@ -71,6 +72,9 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
             args.store.as_deref(),
         )?,
     };
+    if let Some(hint) = args.metric.as_deref().and_then(|m| control_hint(&plan, m)) {
+        eprintln!("note: {hint}");
+    }
     let db = Db::open_read(&plan.store)?;
     let finals = db.final_metrics()?;
     let rows = db.task_rows()?;
@@ -153,4 +157,28 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A note when `metric` is one only the evals of a grounding control record (`mg`, `mg_none/…`,
+/// `blank/primary_score`) and the sweep plans none of them: every cell would just be missing.
+fn control_hint(plan: &Plan, metric: &str) -> Option<String> {
+    let control = Control::ALL.into_iter().find(|c| {
+        let under = |prefix: &str| {
+            metric
+                .strip_prefix(prefix)
+                .is_some_and(|r| r.starts_with('/'))
+        };
+        metric == c.gain_metric() || under(c.gain_metric()) || under(c.name())
+    })?;
+    let planned = plan.tasks.iter().any(|t| {
+        t.stage == StageKind::Eval
+            && t.config.get("control").and_then(|c| c.as_str()) == Some(control.name())
+    });
+    (!planned).then(|| {
+        format!(
+            "`{metric}` is recorded by the evals of the `{control}` grounding control, which this \
+             sweep does not plan: add `controls = [\"{control}\"]` to [eval] (it reruns nothing \
+             published)"
+        )
+    })
 }

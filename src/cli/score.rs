@@ -119,6 +119,25 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
             for (k, v) in &report.metrics {
                 println!("  {k:<width$}  {v:.6}");
             }
+            let b = &report.breakdown;
+            if let (Some(answer), Some(v)) = (&b.majority_answer, b.majority_value) {
+                println!(
+                    "majority  always {answer:?}: {} = {v:.4} (×{} = {:.2})",
+                    report.primary,
+                    bench.manifest.report.scale,
+                    v * bench.manifest.report.scale
+                );
+            }
+            if let Some(field) = b.type_field {
+                println!("by {field} (accuracy ×100; majority answer and its accuracy)");
+                let width = b.types.keys().map(String::len).max().unwrap_or(0);
+                for (t, s) in &b.types {
+                    println!(
+                        "  {t:<width$}  n {:>5}  acc {:>6.2}  majority {:?} {:.2}",
+                        s.n, s.acc, s.majority_answer, s.majority
+                    );
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

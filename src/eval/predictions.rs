@@ -13,6 +13,7 @@
 //! they are matched to samples by `id` when it names one of ours, else by `doc_id` taken as the row
 //! index of `data.jsonl` (which is what lmms-eval's `doc_id` is for a full, unshuffled export).
 
+use crate::eval::control::Control;
 use crate::eval::format::Benchmark;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -70,10 +71,16 @@ impl PredictionSet {
     }
 }
 
-/// The header line of our cache for `bench` and the template name.
-pub fn cache_header(bench: &Benchmark, template: &str) -> Value {
-    json!({"mlvf_predictions": CACHE_VERSION, "task": bench.manifest.task,
-           "data_blake3": bench.data_digest, "template": template})
+/// The header line of our cache for `bench`, the template name and the grounding control the
+/// answers were given under (written only when there is one, so with-image caches keep the
+/// header they always had).
+pub fn cache_header(bench: &Benchmark, template: &str, control: Option<Control>) -> Value {
+    let mut h = json!({"mlvf_predictions": CACHE_VERSION, "task": bench.manifest.task,
+           "data_blake3": bench.data_digest, "template": template});
+    if let Some(c) = control {
+        h["control"] = json!(c.name());
+    }
+    h
 }
 
 /// Load predictions for `bench` from `path` (missing file = no predictions). With

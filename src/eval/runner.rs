@@ -5,6 +5,7 @@
 //! interrupted run loses at most the batch in flight and a rerun resumes at the next unanswered
 //! sample. Scoring is separate ([`crate::eval::scoring`]).
 
+use crate::eval::control::{Control, ControlledInputs, DEFAULT_BLANK_FILL};
 use crate::eval::format::{Benchmark, Sample};
 use crate::eval::output::{write_atomic, write_results_json, write_samples_jsonl, RunInfo};
 use crate::eval::predictions::{cache_header, load_predictions};
@@ -48,6 +49,12 @@ pub trait Generator {
     fn template(&self) -> ConversationTemplate {
         ConversationTemplate::VicunaV1
     }
+
+    /// The colour of the `blank` grounding control's images: what this model takes for "no
+    /// image content" (the MLLM: its processor's mean colour; otherwise mid grey).
+    fn blank_fill(&self) -> [u8; 3] {
+        DEFAULT_BLANK_FILL
+    }
 }
 
 /// One sample to answer, as [`Generator::generate`] takes it.
@@ -68,6 +75,9 @@ pub struct RunOptions {
     pub template: Option<ConversationTemplate>,
     /// Samples per [`Generator::generate_batch`] call (0 and 1: one at a time).
     pub batch: usize,
+    /// Answer under a grounding control instead of with the benchmark's images
+    /// ([`crate::eval::control`]); recorded in the cache header.
+    pub control: Option<Control>,
 }
 
 /// What [`run_benchmark`] did.
@@ -81,6 +91,9 @@ pub struct RunSummary {
     pub generated: usize,
     /// Whether a cut-off last line from an earlier, killed run was discarded.
     pub recovered_partial_line: bool,
+    /// Samples in scope that the control could not change (shuffle: no other image list with
+    /// as many images); 0 without a control.
+    pub control_unchanged: usize,
 }
 
 fn template_name(t: ConversationTemplate) -> &'static str {
@@ -119,6 +132,21 @@ pub fn run_benchmark(
                 template_name(template)
             );
         }
+        // A cache without a `control` holds answers with the benchmark's own images.
+        let cached = h.get("control").and_then(|c| c.as_str());
+        if cached != opts.control.map(Control::name) {
+            let show = |c: Option<&str>| {
+                c.map_or("the benchmark's images".to_string(), |c| {
+                    format!("control {c:?}")
+                })
+            };
+            bail!(
+                "{} holds answers under {}, not {}; use another predictions file",
+                predictions_path.display(),
+                show(cached),
+                show(opts.control.map(Control::name))
+            );
+        }
     }
     if let Some(dir) = predictions_path
         .parent()
@@ -145,7 +173,10 @@ pub fn run_benchmark(
     file.set_len(existing.valid_len)?;
     file.seek(SeekFrom::End(0))?;
     if existing.header.is_none() {
-        let header = format!("{}\n", cache_header(bench, template_name(template)));
+        let header = format!(
+            "{}\n",
+            cache_header(bench, template_name(template), opts.control)
+        );
         file.write_all(header.as_bytes())?;
         file.sync_data()?;
     }
@@ -156,11 +187,17 @@ pub fn run_benchmark(
     let scope = opts
         .limit
         .map_or(bench.samples.len(), |l| l.min(bench.samples.len()));
+    let controlled = opts
+        .control
+        .map(|c| ControlledInputs::new(c, bench, generator.blank_fill()));
     let mut summary = RunSummary {
         total: scope,
         cached: 0,
         generated: 0,
         recovered_partial_line: existing.dropped_partial_line,
+        control_unchanged: controlled
+            .as_ref()
+            .map_or(0, |c| c.unchanged(&bench.samples[..scope])),
     };
     let pending: Vec<&Sample> = bench.samples[..scope]
         .iter()
@@ -172,10 +209,13 @@ pub fn run_benchmark(
         let inputs = chunk
             .iter()
             .map(|s| {
-                let images = bench
-                    .load_images(s)
+                let (images, context) = match &controlled {
+                    None => (bench.load_images(s), s.prompt.as_str().into()),
+                    Some(c) => (c.images(bench, s), c.context(&s.prompt)),
+                };
+                let images = images
                     .with_context(|| format!("sample {:?} of {}", s.id, bench.manifest.task))?;
-                let prompt = build_prompt(template, &s.prompt, images.len());
+                let prompt = build_prompt(template, &context, images.len());
                 Ok((images, prompt))
             })
             .collect::<Result<Vec<_>>>()?;

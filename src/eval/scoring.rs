@@ -1,6 +1,7 @@
 //! Scoring a benchmark from predictions, separate from generation: the same cached responses can
 //! be re-scored after a scorer changes, and lmms-eval's own sample logs score the same way.
 
+use crate::eval::breakdown::{breakdown, Breakdown};
 use crate::eval::format::{Benchmark, Sample};
 use crate::eval::predictions::PredictionSet;
 use crate::eval::scorers::{Metrics, ScoreContext, Scored};
@@ -31,6 +32,8 @@ pub struct ScoreReport {
     pub incomplete_groups: usize,
     /// Per-sample results in data order: (sample index, raw response, judgement).
     pub samples: Vec<(usize, String, Scored)>,
+    /// Accuracy per question type and the majority-answer baseline of the scored samples.
+    pub breakdown: Breakdown,
 }
 
 /// Score `bench` from `preds`. Samples without a prediction are counted in `missing`; the
@@ -81,6 +84,8 @@ pub fn score_benchmark(bench: &Benchmark, preds: &PredictionSet) -> Result<Score
         .aggregate(&items)
         .with_context(|| format!("aggregating {}", bench.manifest.task))?;
     let primary = bench.manifest.report.primary.clone();
+    let breakdown = breakdown(bench, scorer.as_ref(), &primary, &samples)
+        .with_context(|| format!("the majority baseline of {}", bench.manifest.task))?;
     Ok(ScoreReport {
         task: bench.manifest.task.clone(),
         scorer: scorer.name().to_string(),
@@ -92,13 +97,15 @@ pub fn score_benchmark(bench: &Benchmark, preds: &PredictionSet) -> Result<Score
         missing,
         incomplete_groups,
         samples,
+        breakdown,
     })
 }
 
 impl ScoreReport {
     /// The summary `mlvf score` prints and the eval stage stores as `metrics.json`:
     /// `{"task", "scorer", "metrics", "primary": {"metric", "value", "scale"}, "n", "missing",
-    /// "incomplete_groups"}`.
+    /// "incomplete_groups", "breakdown": {"type_field", "types": {<type>: {"n", "acc",
+    /// "majority_answer", "majority"}}, "majority_answer", "majority_value"}}`.
     pub fn summary_json(&self, scale: f64) -> serde_json::Value {
         serde_json::json!({
             "task": self.task,
@@ -108,6 +115,7 @@ impl ScoreReport {
             "n": self.n,
             "missing": self.missing,
             "incomplete_groups": self.incomplete_groups,
+            "breakdown": self.breakdown,
         })
     }
 

@@ -109,6 +109,13 @@ pub fn check_axis_name(name: &str) -> Result<(), String> {
     if AXES.contains(&name) {
         return Ok(());
     }
+    if name == format!("eval.{}", super::controls::KEY) {
+        return Err(
+            "grounding controls are not a grid axis: they add tasks to every cell instead of \
+             making cells; list them in `[eval] controls = [\"blank\", \"shuffle\", \"none\"]`"
+                .into(),
+        );
+    }
     if let Some((section, field)) = name.split_once('.') {
         if STAGE_SECTIONS.contains(&section) {
             let fields = stages::section_fields(section);

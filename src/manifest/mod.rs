@@ -4,6 +4,7 @@
 //! [`Manifest`] whose grid expands into cells; or every error it found, each naming
 //! `file:line:column` in the file that wrote the offending value.
 
+pub mod controls;
 pub mod diag;
 pub mod entries;
 pub mod grid;
@@ -61,6 +62,9 @@ pub struct Manifest {
     pub pretrain: TrainSettings,
     pub finetune: TrainSettings,
     pub eval: EvalSettings,
+    /// `[eval] controls`: grounding controls each cell's eval is repeated under, as tasks of
+    /// their own beside it (empty: none).
+    pub controls: Vec<crate::eval::Control>,
     /// `[i_m]`: I_M's gated cross-attention sub-blocks (placement `pre` | `post` | `parallel`,
     /// visibility `full` | `causal`, `init_std`); read only by I_M cells.
     pub i_m: stages::CrossAttnConfig,
@@ -233,7 +237,9 @@ fn section<'t>(t: &'t Table, key: &str, d: &mut Diagnostics) -> Option<(&'t Tabl
     read::table(t, key, "the manifest", d)
 }
 
-fn settings<T>(t: &Table, key: &str, base: T, d: &mut Diagnostics) -> T
+/// A settings section applied field by field onto `base`; `elsewhere` names keys of the
+/// section that another reader handles (they are skipped here, and offered as suggestions).
+fn settings<T>(t: &Table, key: &str, base: T, elsewhere: &[&str], d: &mut Diagnostics) -> T
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Clone,
 {
@@ -241,9 +247,14 @@ where
         return base;
     };
     let fields = stages::section_fields(key);
-    let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let mut refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+    refs.extend(elsewhere);
     let mut cur = base;
-    for e in &tab.entries {
+    for e in tab
+        .entries
+        .iter()
+        .filter(|e| !elsewhere.contains(&e.key.as_str()))
+    {
         match stages::with_field(&cur, &e.key, &e.node.to_json()) {
             Ok(next) => cur = next,
             Err(stages::FieldError::Unknown) => d.error(
@@ -334,10 +345,13 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
             .collect();
     }
 
-    let pretrain = settings(t, "pretrain", TrainSettings::pretrain_default(), d);
-    let finetune = settings(t, "finetune", TrainSettings::finetune_default(), d);
-    let eval = settings(t, "eval", EvalSettings::default(), d);
-    let i_m = settings(t, "i_m", stages::CrossAttnConfig::default(), d);
+    let pretrain = settings(t, "pretrain", TrainSettings::pretrain_default(), &[], d);
+    let finetune = settings(t, "finetune", TrainSettings::finetune_default(), &[], d);
+    let eval = settings(t, "eval", EvalSettings::default(), &[controls::KEY], d);
+    let controls = section(t, "eval", d)
+        .map(|(e, _)| controls::parse(e, d))
+        .unwrap_or_default();
+    let i_m = settings(t, "i_m", stages::CrossAttnConfig::default(), &[], d);
     if eval.batch == Some(0) {
         if let Some(e) = section(t, "eval", d).and_then(|(e, _)| e.get("batch")) {
             d.error(
@@ -503,6 +517,7 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
         pretrain,
         finetune,
         eval,
+        controls,
         i_m,
         encode,
         executor,

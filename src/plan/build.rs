@@ -8,7 +8,10 @@
 //!   per cell): `{encoder, data, image_aspect}`;
 //! * `pretrain`: `{fusion, layers (resolved), encoder, llm, data, hparams, seed}`;
 //! * `finetune`: its pretrain (a dep) + `{data, hparams, seed}`;
-//! * `eval`: its finetune (a dep) + `{benchmark, settings}`.
+//! * `eval`: its finetune (a dep) + `{benchmark, settings}`; with `[eval] controls`, one more
+//!   eval per control, `{benchmark, settings, control}`, depending on the finetune and on the
+//!   with-image eval (whose score its gain metrics subtract from). The with-image eval's config
+//!   is the same with or without controls, so adding controls reruns nothing published.
 //!
 //! Pretrain never sees the finetune data or the benchmark; finetune never sees the benchmark, so
 //! each upstream task is shared by every cell that differs only downstream. Entries hash by
@@ -400,9 +403,8 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
     if d.has_errors() {
         return Vec::new();
     }
-    // Eval config signature → (config, canonical JSON, run-time `batch`): shared by every
-    // finetune's evals.
-    let mut eval_configs: HashMap<String, (Json, String, Option<u64>)> = HashMap::new();
+    // Eval config signature → its configs: shared by every finetune's evals.
+    let mut eval_configs: HashMap<String, EvalConfigs> = HashMap::new();
 
     // Defaults and the manifest checks give every cell these axes; should a cell still lack
     // one, say so rather than plan it partially.
@@ -506,12 +508,33 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
             let Some(benchmark) = b.spec::<BenchmarkSpec>("benchmarks", bench) else {
                 continue;
             };
-            let config = to_json(&EvalConfig {
-                benchmark,
-                settings,
-            });
-            let canonical = canonical_json(&config);
-            eval_configs.insert(eval_sig.clone(), (config, canonical, batch));
+            let with_control = |control| {
+                let config = to_json(&EvalConfig {
+                    benchmark: benchmark.clone(),
+                    settings: settings.clone(),
+                    control,
+                });
+                let canonical = canonical_json(&config);
+                (config, canonical)
+            };
+            let (config, canonical) = with_control(None);
+            let controls = m
+                .controls
+                .iter()
+                .map(|&c| {
+                    let (config, canonical) = with_control(Some(c));
+                    (c, config, canonical)
+                })
+                .collect();
+            eval_configs.insert(
+                eval_sig.clone(),
+                EvalConfigs {
+                    config,
+                    canonical,
+                    batch,
+                    controls,
+                },
+            );
         }
         let mut deps = vec![b.task(finetune).key.clone()];
         deps.extend(
@@ -523,25 +546,55 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
             .into_iter()
             .flatten(),
         );
-        let (config, canonical, batch) = &eval_configs[&eval_sig];
+        let configs = &eval_configs[&eval_sig];
         let at = b.add_canonical(
             StageKind::Eval,
-            || config.clone(),
-            canonical,
-            deps,
+            || configs.config.clone(),
+            &configs.canonical,
+            deps.clone(),
             ci,
             BTreeMap::new(),
         );
-        if let Some(n) = batch {
-            b.tasks[at.0][at.1]
-                .runtime
-                .insert(crate::stages::eval::BATCH_OPTION.into(), json!(n));
+        let mut evals = vec![at];
+        // Each control: the same finetune and inputs, plus the with-image eval right after the
+        // finetune (the upstream stage stays first: the plan's tree hangs evals off it).
+        let with_image = b.task(at).key.clone();
+        for (_, config, canonical) in &configs.controls {
+            let mut deps = deps.clone();
+            deps.insert(1, with_image.clone());
+            let control = b.add_canonical(
+                StageKind::Eval,
+                || config.clone(),
+                canonical,
+                deps,
+                ci,
+                BTreeMap::new(),
+            );
+            evals.push(control);
+        }
+        if let Some(n) = configs.batch {
+            for at in evals {
+                b.tasks[at.0][at.1]
+                    .runtime
+                    .insert(crate::stages::eval::BATCH_OPTION.into(), json!(n));
+            }
         }
     }
 
     let mut tasks: Vec<Task> = b.tasks.into_iter().flatten().collect();
     label(&mut tasks, cells);
     tasks
+}
+
+/// The eval configs of one benchmark × eval settings, shared by every finetune's evals.
+struct EvalConfigs {
+    /// The with-image eval's config and its canonical JSON.
+    config: Json,
+    canonical: String,
+    /// `[eval] batch`, a run-time option of every eval task.
+    batch: Option<u64>,
+    /// One (control, config, canonical JSON) per `[eval] controls` entry.
+    controls: Vec<(crate::eval::Control, Json, String)>,
 }
 
 /// Plans the pretrain task of a cell (None after reporting an error).
@@ -620,6 +673,9 @@ fn label(tasks: &mut [Task], cells: &[CellAxes]) {
             _ => continue,
         };
         let relevant = |k: &str| fixed.contains(&k) || prefixes.iter().any(|p| k.starts_with(p));
+        // A control eval serves the cells of its with-image eval: its control tells them apart
+        // (in `mlvf plan`'s tree, and when `mlvf explain` matches an old spec to a task).
+        let control = t.config.get("control").cloned();
         if let [only] = t.cells[..] {
             // Most tasks (every eval of a grid without shared evals) serve one cell.
             t.axes = cells[only]
@@ -627,6 +683,7 @@ fn label(tasks: &mut [Task], cells: &[CellAxes]) {
                 .filter(|(k, _)| relevant(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
+            t.axes.extend(control.map(|c| ("control".to_string(), c)));
             continue;
         }
         let mut values: BTreeMap<String, Vec<Json>> = BTreeMap::new();
@@ -653,5 +710,6 @@ fn label(tasks: &mut [Task], cells: &[CellAxes]) {
                 )
             })
             .collect();
+        t.axes.extend(control.map(|c| ("control".to_string(), c)));
     }
 }

@@ -2,6 +2,7 @@
 //! adapter deserialises its task's config (`serde_json::from_value::<PretrainConfig>(…)`) and
 //! sees exactly the fields the key hashed, nothing else.
 
+use crate::eval::Control;
 use crate::layers::{Fusion, ResolvedLayers};
 use crate::manifest::entries::{BenchmarkEntry, DataEntry, ModelEntry, Source};
 use crate::manifest::{EvalSettings, ImageAspect, TrainSettings};
@@ -130,6 +131,12 @@ pub struct FinetuneConfig {
 pub struct EvalConfig {
     pub benchmark: BenchmarkSpec,
     pub settings: EvalSettings,
+    /// A grounding control (`[eval] controls`): answer with blank, shuffled or no images. Set
+    /// only on the control tasks, which also depend on the cell's with-image eval (its score is
+    /// the S_v of their gain metrics); left out while unset, so the with-image evals keep the
+    /// keys they had before controls existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
 }
 
 impl ModelSpec {

@@ -229,7 +229,8 @@ pub fn text(plan: &Plan, cached: &[bool], tree: bool) -> String {
 }
 
 /// The JSON report: `{sweep, store, stages: {<stage>: {total, cached, missing}}, tasks: [{key,
-/// stage, deps, cells: [{axis: value}], state}]}` (`state` is `cached` or `missing`).
+/// stage, deps, cells: [{axis: value}], state, control?}]}` (`state` is `cached` or `missing`;
+/// `control` only on the evals of `[eval] controls`).
 pub fn json(plan: &Plan, cached: &[bool]) -> Json {
     let stages: serde_json::Map<String, Json> = counts(plan, cached)
         .into_iter()
@@ -245,13 +246,18 @@ pub fn json(plan: &Plan, cached: &[bool]) -> Json {
         .iter()
         .zip(cached)
         .map(|(t, &c)| {
-            json!({
+            let mut task = json!({
                 "key": t.key,
                 "stage": t.stage,
                 "deps": t.deps,
                 "cells": t.cells.iter().map(|&i| &plan.cells[i].axes).collect::<Vec<_>>(),
                 "state": if c { "cached" } else { "missing" },
-            })
+            });
+            // A control eval serves its with-image eval's cells; say which control it is.
+            if let Some(control) = t.axes.get("control").filter(|_| t.stage == StageKind::Eval) {
+                task["control"] = control.clone();
+            }
+            task
         })
         .collect();
     json!({

@@ -1,8 +1,10 @@
 //! The long results table: one row per grid cell × metric, with every axis value.
 //!
 //! A cell's results are the final metrics (step = null) of the tasks that serve it at its most
-//! downstream stage (its eval tasks in a full sweep). A cell whose result task is not done
-//! gets one row with no value and state `missing` or `failed`.
+//! downstream stage: its eval task in a full sweep, plus one eval per grounding control
+//! (`[eval] controls`), whose metrics carry their own names (`mg`, `blank/primary_score`, …)
+//! and which mark nothing primary. A cell with no value for the selected metric gets one row
+//! with no value and state `missing` or `failed`, naming the task that should supply it.
 
 use crate::db::{AttemptState, TaskRow};
 use crate::plan::{Plan, TaskKey};
@@ -138,63 +140,164 @@ pub fn long_table(
                         .is_some_and(|a| a.state == AttemptState::Failed)
             })
         });
-        for &i in result_tasks[c]
+        let last: Vec<&crate::plan::Task> = result_tasks[c]
             .iter()
-            .filter(|&&i| plan.tasks[i].stage == last_stage)
-        {
-            let task = &plan.tasks[i];
-            let row = rows.get(&task.key);
-            let done = row.is_some_and(|r| r.done_attempt.is_some());
-            let metrics = final_metrics.get(&task.key);
+            .map(|&i| &plan.tasks[i])
+            .filter(|t| t.stage == last_stage)
+            .collect();
+        let is_done =
+            |t: &crate::plan::Task| rows.get(&t.key).is_some_and(|r| r.done_attempt.is_some());
+        let mut pushed = false;
+        for task in last.iter().filter(|t| is_done(t)) {
             let wanted = match sel {
                 MetricSel::All => None,
-                MetricSel::Primary => Some(row.and_then(|r| r.primary_metric.clone())),
+                MetricSel::Primary => {
+                    Some(rows.get(&task.key).and_then(|r| r.primary_metric.clone()))
+                }
                 MetricSel::Named(n) => Some(Some(n.clone())),
             };
-            let mut pushed = false;
-            if done {
-                for (name, value) in metrics.into_iter().flatten() {
-                    let take = match &wanted {
-                        None => true,
-                        Some(Some(w)) => w == name,
-                        Some(None) => false,
-                    };
-                    if take {
-                        out.push(LongRow {
-                            cell: c,
-                            axes: cell_axes.clone(),
-                            task: task.key.clone(),
-                            metric: name.clone(),
-                            value: Some(*value),
-                            state: CellState::Ok,
-                        });
-                        pushed = true;
-                    }
+            for (name, value) in final_metrics.get(&task.key).into_iter().flatten() {
+                let take = match &wanted {
+                    None => true,
+                    Some(Some(w)) => w == name,
+                    Some(None) => false,
+                };
+                if take {
+                    out.push(LongRow {
+                        cell: c,
+                        axes: cell_axes.clone(),
+                        task: task.key.clone(),
+                        metric: name.clone(),
+                        value: Some(*value),
+                        state: CellState::Ok,
+                    });
+                    pushed = true;
                 }
             }
-            if !pushed {
-                let metric = match &wanted {
-                    Some(Some(w)) => w.clone(),
-                    Some(None) if done => "(no primary metric)".to_string(),
-                    _ => match sel {
-                        MetricSel::Primary => "primary".to_string(),
-                        _ => String::new(),
-                    },
-                };
-                out.push(LongRow {
-                    cell: c,
-                    axes: cell_axes.clone(),
-                    task: task.key.clone(),
-                    metric,
-                    value: None,
-                    state: if any_failed {
-                        CellState::Failed
-                    } else {
-                        CellState::Missing
-                    },
-                });
-            }
+        }
+        if !pushed {
+            // The task still to run is the one that would supply the value.
+            let pending = last.iter().find(|t| !is_done(t));
+            let metric = match sel {
+                MetricSel::Named(w) => w.clone(),
+                MetricSel::Primary if pending.is_none() => "(no primary metric)".to_string(),
+                MetricSel::Primary => "primary".to_string(),
+                MetricSel::All => String::new(),
+            };
+            out.push(LongRow {
+                cell: c,
+                axes: cell_axes.clone(),
+                task: pending.unwrap_or(&last[0]).key.clone(),
+                metric,
+                value: None,
+                state: if any_failed {
+                    CellState::Failed
+                } else {
+                    CellState::Missing
+                },
+            });
         }
     }
     LongTable { axes, rows: out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Cell, StageKind, Task};
+
+    /// One cell served by a with-image eval `e` (primary `primary_score`) and a blank control
+    /// `b` depending on it (no primary; `mg`, `blank/primary_score`).
+    fn plan() -> Plan {
+        let task = |k: &str, config: serde_json::Value, deps: Vec<&str>| Task {
+            key: TaskKey(k.repeat(64)),
+            stage: StageKind::Eval,
+            version: 1,
+            config,
+            deps: deps.into_iter().map(|d| TaskKey(d.repeat(64))).collect(),
+            cells: vec![0],
+            axes: Default::default(),
+            runtime: Default::default(),
+        };
+        Plan {
+            sweep: "s".into(),
+            manifest: "s.toml".into(),
+            store: "store".into(),
+            cells: vec![Cell {
+                axes: [("benchmark".to_string(), serde_json::json!("pope"))].into(),
+            }],
+            tasks: vec![
+                task("e", serde_json::json!({}), vec![]),
+                task("b", serde_json::json!({"control": "blank"}), vec!["e"]),
+            ],
+            tables: vec![],
+        }
+    }
+
+    fn done(primary: Option<&str>) -> TaskRow {
+        TaskRow {
+            stage: Some(StageKind::Eval),
+            done_attempt: Some(1),
+            primary_metric: primary.map(str::to_string),
+            last_attempt: None,
+        }
+    }
+
+    fn values(t: &LongTable) -> Vec<(String, Option<f64>, CellState, String)> {
+        t.rows
+            .iter()
+            .map(|r| {
+                (
+                    r.metric.clone(),
+                    r.value,
+                    r.state,
+                    r.task.0[..1].to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cells_control_evals_add_their_metrics_and_leave_primary_alone() {
+        let p = plan();
+        let (e, b) = (p.tasks[0].key.clone(), p.tasks[1].key.clone());
+        let mut finals = HashMap::from([(e.clone(), vec![("primary_score".to_string(), 80.0)])]);
+        let mut rows = HashMap::from([(e.clone(), done(Some("primary_score")))]);
+        let table = |finals: &HashMap<_, _>, rows: &HashMap<_, _>, metric: &str| {
+            values(&long_table(&p, finals, rows, &MetricSel::parse(metric)))
+        };
+        let primary = [(
+            "primary_score".into(),
+            Some(80.0),
+            CellState::Ok,
+            "e".into(),
+        )];
+        // Before the control ran: primary is there, `mg` is missing and names the control task.
+        assert_eq!(table(&finals, &rows, "primary"), primary);
+        assert_eq!(
+            table(&finals, &rows, "mg"),
+            [("mg".into(), None, CellState::Missing, "b".into())]
+        );
+        finals.insert(
+            b.clone(),
+            vec![
+                ("blank/primary_score".to_string(), 50.0),
+                ("mg".to_string(), 30.0),
+            ],
+        );
+        rows.insert(b, done(None));
+        assert_eq!(
+            table(&finals, &rows, "primary"),
+            primary,
+            "one primary per cell: the control marks none"
+        );
+        assert_eq!(
+            table(&finals, &rows, "mg"),
+            [("mg".into(), Some(30.0), CellState::Ok, "b".into())]
+        );
+        assert_eq!(
+            long_table(&p, &finals, &rows, &MetricSel::All).rows.len(),
+            3
+        );
+    }
 }

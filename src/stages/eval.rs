@@ -14,9 +14,14 @@
 //! Samples are answered in batches of `[eval] batch` (default [`DEFAULT_EVAL_BATCH`]): a
 //! run-time option in the task spec ([`BATCH_OPTION`]), never part of the key, because a batch
 //! decodes every row exactly as it would alone (`tests/mllm_batch.rs`).
+//!
+//! Every eval also records accuracy per question type (`acc/<type>`) and the majority-answer
+//! baseline (`majority`, `majority/<type>`; [`crate::eval::breakdown`]). An eval under a
+//! grounding control (its config's `control`) records its metrics under `<control>/…`, marks
+//! none primary, and records the gains against its with-image eval ([`super::grounding`]).
 
 use super::prepare::benchmark_dir;
-use super::{Stage, StageContext};
+use super::{grounding, Stage, StageContext};
 use crate::eval::runner::PREDICTIONS_FILE;
 use crate::eval::{evaluate, run_benchmark, Benchmark, RunInfo, RunOptions};
 use crate::manifest::stages::DEFAULT_EVAL_BATCH;
@@ -53,6 +58,10 @@ impl Stage for EvalStage {
             .or_else(|| ctx.dep(StageKind::Pretrain))
             .context("an eval task needs its finetune task among the deps (re-plan the sweep)")?
             .to_path_buf();
+        let with_image = match cfg.control {
+            Some(_) => Some(grounding::WithImage::read(ctx)?),
+            None => None,
+        };
         let bench_dir = benchmark_dir(&cfg.benchmark, &ctx.deps)?;
         let bench = Benchmark::load(&bench_dir)
             .with_context(|| format!("loading benchmark {}", bench_dir.display()))?;
@@ -69,6 +78,7 @@ impl Stage for EvalStage {
             max_new_tokens: Some(max_new_tokens),
             template: None,
             batch: eval_batch(task)?,
+            control: cfg.control,
         };
         // Generate into the checkpoint dir (resumable across attempts), then let `evaluate`
         // score from a copy in the output dir: every answer is cached, so it generates nothing.
@@ -77,8 +87,10 @@ impl Stage for EvalStage {
         let run = run_benchmark(&mut model, &bench, &cache, &opts)?;
         writeln!(
             ctx.log(),
-            "{}: {} samples, {} cached from an earlier attempt, {} generated",
+            "{}{}: {} samples, {} cached from an earlier attempt, {} generated",
             bench.manifest.task,
+            cfg.control
+                .map_or(String::new(), |c| format!(" under control {c}")),
             run.total,
             run.cached,
             run.generated
@@ -90,19 +102,33 @@ impl Stage for EvalStage {
             limit: opts.limit,
         };
         let (_, report) = evaluate(&mut model, &bench, &ctx.out_dir, &opts, &info)?;
-
-        for (name, value) in &report.metrics {
-            if value.is_finite() {
-                ctx.record(name, None, *value)?;
-            }
-        }
         let primary = report.primary_value.with_context(|| {
             format!(
                 "benchmark {} produced no value for its primary metric `{}`",
                 bench.manifest.task, report.primary
             )
         })?;
-        ctx.record_primary(PRIMARY_SCORE, primary * bench.manifest.report.scale)
+        let scale = bench.manifest.report.scale;
+        if let (Some(control), Some(with_image)) = (cfg.control, &with_image) {
+            let score = primary * scale;
+            return grounding::record(
+                ctx,
+                control,
+                with_image,
+                &report,
+                score,
+                run.control_unchanged,
+            );
+        }
+        for (name, value) in &report.metrics {
+            if value.is_finite() {
+                ctx.record(name, None, *value)?;
+            }
+        }
+        for (name, value) in report.breakdown.metrics(scale) {
+            ctx.record(&name, None, value)?;
+        }
+        ctx.record_primary(PRIMARY_SCORE, primary * scale)
     }
 }
 

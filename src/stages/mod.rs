@@ -9,6 +9,7 @@ pub mod common;
 pub mod encode;
 pub mod eval;
 pub mod finetune;
+pub mod grounding;
 pub mod prepare;
 pub mod pretrain;
 

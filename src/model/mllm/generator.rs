@@ -46,6 +46,12 @@ impl Generator for Mllm {
         Mllm::generate_batch(self, &items, max_new_tokens)
     }
 
+    /// LLaVA's pad colour, the processor's mean: it normalises to ≈ 0 and is what the model saw
+    /// around every padded training image, so a blank image of it carries no content.
+    fn blank_fill(&self) -> [u8; 3] {
+        self.processor.pad_background()
+    }
+
     /// `plain` for a model straight out of pretraining (it never saw a chat template),
     /// `vicuna_v1` after finetuning.
     fn template(&self) -> ConversationTemplate {
