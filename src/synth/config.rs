@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 /// Bump when a change to the generator changes its output for the same config, so that task keys
 /// built from (config, version) stop matching stale worlds.
-pub const GENERATOR_VERSION: &str = "mlvf-synth/3";
+pub const GENERATOR_VERSION: &str = "mlvf-synth/4";
 
 /// Smallest and largest supported image side in pixels: below 48 a five-character sign no longer
 /// fits, above 512 the world stops being "small".
@@ -45,6 +45,13 @@ pub struct SynthConfig {
     /// merges all of an image's VQA questions into one record; more turns mean more supervised
     /// tokens per image token the model processes.
     pub max_turns: usize,
+    /// Text scenes for the LM (`scene_text`): a scene written as nine cell tokens, then questions
+    /// about it. No images; the world's LM learns to look things up in its context from them.
+    pub n_text: usize,
+    /// Question turns per text scene.
+    pub text_turns: usize,
+    /// Held-out text scenes (one question each) on which the LM's lookup is scored.
+    pub n_text_heldout: usize,
 }
 
 impl Default for SynthConfig {
@@ -104,11 +111,11 @@ impl FromStr for Scale {
 impl SynthConfig {
     /// The preset for `scale` (seed 0, 64-pixel images).
     pub fn for_scale(scale: Scale) -> Self {
-        let (n_pretrain, n_finetune, n_per_benchmark) = match scale {
-            Scale::Test => (48, 48, 24),
-            Scale::Tiny => (2_000, 2_000, 240),
-            Scale::Small => (20_000, 20_000, 1_000),
-            Scale::Medium => (100_000, 100_000, 3_000),
+        let (n_pretrain, n_finetune, n_per_benchmark, n_text) = match scale {
+            Scale::Test => (48, 48, 24, 64),
+            Scale::Tiny => (2_000, 2_000, 240, 20_000),
+            Scale::Small => (20_000, 20_000, 1_000, 50_000),
+            Scale::Medium => (100_000, 100_000, 3_000, 100_000),
         };
         SynthConfig {
             seed: 0,
@@ -121,6 +128,9 @@ impl SynthConfig {
             occlusion_percent: 12,
             text_only_percent: 3,
             max_turns: 3,
+            n_text,
+            text_turns: 4,
+            n_text_heldout: if scale == Scale::Test { 30 } else { 600 },
         }
     }
 
@@ -137,6 +147,12 @@ impl SynthConfig {
             problems.push(format!(
                 "max_objects = {} is outside 2..=6 (relations and comparisons need two objects; a 3x3 grid minus the sign row holds six)",
                 self.max_objects
+            ));
+        }
+        if !(1..=32).contains(&self.text_turns) {
+            problems.push(format!(
+                "text_turns = {} is outside 1..=32 (question turns per text scene)",
+                self.text_turns
             ));
         }
         if !(1..=32).contains(&self.max_turns) {

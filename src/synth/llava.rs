@@ -2,6 +2,7 @@
 //! (LLaVA-558k style) and multi-turn instructions for finetuning (LLaVA-665k style: short-answer,
 //! yes/no, multiple-choice and conversational turns, plus a few text-only samples).
 
+use super::cells::SceneCells;
 use super::config::SynthConfig;
 use super::language::caption;
 use super::prompts;
@@ -107,11 +108,18 @@ pub fn family_weights(scene: &Scene) -> Vec<(Family, u32)> {
         .collect()
 }
 
-/// Draws a family by `family_weights`.
-pub fn pick_family(scene: &Scene, rng: &mut ChaCha8Rng) -> Family {
-    let weights = family_weights(scene);
+/// Draws a family by `family_weights`, among `allowed` only; `None` when none of them can be
+/// asked about this scene.
+pub fn pick_family(scene: &Scene, rng: &mut ChaCha8Rng, allowed: &[Family]) -> Option<Family> {
+    let weights: Vec<(Family, u32)> = family_weights(scene)
+        .into_iter()
+        .map(|(f, w)| (f, if allowed.contains(&f) { w } else { 0 }))
+        .collect();
     let w: Vec<u32> = weights.iter().map(|(_, w)| *w).collect();
-    weights[pick_weighted(rng, &w)].0
+    if w.iter().all(|&w| w == 0) {
+        return None;
+    }
+    Some(weights[pick_weighted(rng, &w)].0)
 }
 
 /// Rendered PNG plus the record that points to it.
@@ -119,6 +127,8 @@ pub struct ImageRecord {
     pub record: LlavaRecord,
     /// `None` for text-only records.
     pub png: Option<Vec<u8>>,
+    /// What each grid cell shows (pretraining records, for per-patch supervision).
+    pub cells: Option<SceneCells>,
 }
 
 /// Pretraining record `index`: one image, one caption.
@@ -127,10 +137,11 @@ pub fn pretrain_record(cfg: &SynthConfig, index: usize) -> anyhow::Result<ImageR
     let spec = training_spec(cfg, &mut rng);
     let scene = sample_scene(&mut rng, &spec);
     let instruction = *pick(&mut rng, &CAPTION_PROMPTS);
-    let text = caption(&scene, &mut rng);
+    let text = super::scene_text::alignment_caption(&scene, &mut rng);
     let id = format!("pt{index:06}");
     let png = super::output::encode_png(&render(&scene, cfg.image_size))?;
     Ok(ImageRecord {
+        cells: Some(SceneCells::of(&id, &scene)),
         record: LlavaRecord {
             image: Some(format!("{id}.png")),
             id,
@@ -150,9 +161,23 @@ pub fn choices(q: &Open, rng: &mut ChaCha8Rng, max_options: usize) -> (Vec<Strin
     (options, at)
 }
 
-/// One question/answer turn pair about `scene` (text of the human turn, answer).
-fn instruction_turn(scene: &Scene, rng: &mut ChaCha8Rng) -> Option<(String, String)> {
-    let family = pick_family(scene, rng);
+/// One question/answer turn pair about `scene` (text of the human turn, answer, family), of a
+/// family in `allowed`.
+fn instruction_turn(
+    scene: &Scene,
+    rng: &mut ChaCha8Rng,
+    allowed: &[Family],
+) -> Option<(String, String, Family)> {
+    let family = pick_family(scene, rng, allowed)?;
+    let (q, a) = instruction_pair(scene, family, rng)?;
+    Some((q, a, family))
+}
+
+fn instruction_pair(
+    scene: &Scene,
+    family: Family,
+    rng: &mut ChaCha8Rng,
+) -> Option<(String, String)> {
     match pick_weighted(rng, &[30, 22, 20, 15]) {
         0 => {
             let q = open(scene, family, rng)?;
@@ -185,6 +210,27 @@ fn instruction_turn(scene: &Scene, rng: &mut ChaCha8Rng) -> Option<(String, Stri
             Some((q.question, q.sentence))
         }
     }
+}
+
+/// Up to `wanted` distinct question turns about `scene` (question, answer, family), of families
+/// in `allowed`; fewer when the scene does not support that many different questions.
+pub fn instruction_turns(
+    scene: &Scene,
+    rng: &mut ChaCha8Rng,
+    wanted: usize,
+    allowed: &[Family],
+) -> Vec<(String, String, Family)> {
+    let mut pairs: Vec<(String, String, Family)> = Vec::new();
+    let mut tries = 0;
+    while pairs.len() < wanted && tries < 4 * wanted + 10 {
+        tries += 1;
+        if let Some((q, a, f)) = instruction_turn(scene, rng, allowed) {
+            if !pairs.iter().any(|(seen, _, _)| *seen == q) {
+                pairs.push((q, a, f));
+            }
+        }
+    }
+    pairs
 }
 
 /// A text-only sample about the world's vocabulary (no image), like LLaVA-665k's ShareGPT part.
@@ -249,6 +295,7 @@ pub fn finetune_record(cfg: &SynthConfig, index: usize) -> anyhow::Result<ImageR
                 conversations: vec![human(q), gpt(a)],
             },
             png: None,
+            cells: None,
         });
     }
     let spec = training_spec(cfg, &mut rng);
@@ -261,15 +308,12 @@ pub fn finetune_record(cfg: &SynthConfig, index: usize) -> anyhow::Result<ImageR
             caption(&scene, &mut rng),
         ));
     }
-    let mut tries = 0;
-    while pairs.len() < wanted && tries < 4 * wanted + 10 {
-        tries += 1;
-        if let Some((q, a)) = instruction_turn(&scene, &mut rng) {
-            if !pairs.iter().any(|(seen, _)| *seen == q) {
-                pairs.push((q, a));
-            }
-        }
-    }
+    let more = wanted.saturating_sub(pairs.len());
+    pairs.extend(
+        instruction_turns(&scene, &mut rng, more, &Family::ALL)
+            .into_iter()
+            .map(|(q, a, _)| (q, a)),
+    );
     if pairs.is_empty() {
         // Every scene has at least one object, so a caption is always possible.
         pairs.push((CAPTION_PROMPTS[0].to_string(), caption(&scene, &mut rng)));
@@ -292,5 +336,6 @@ pub fn finetune_record(cfg: &SynthConfig, index: usize) -> anyhow::Result<ImageR
             conversations,
         },
         png: Some(png),
+        cells: None,
     })
 }

@@ -41,11 +41,15 @@
 //! ```text
 //! <out>/world.json                         what was generated: config, version, counts, paths (written last)
 //! <out>/pretrain/captions.json             LLaVA JSON, one short caption per image (LLaVA-558k style)
+//! <out>/pretrain/cells.json               what each grid cell of each caption image shows (cells::SceneCells)
 //! <out>/pretrain/images/pt000000.png
 //! <out>/finetune/instructions.json         LLaVA JSON, 1–3 QA turns per image + a few text-only records
 //! <out>/finetune/images/ft000000.png
 //! <out>/benchmarks/<task>/{manifest.json,data.jsonl,images/<sha256[:16]>.png}   mmeval-jsonl/1
 //! <out>/corpus.txt                         all training text, for training the tiny LLM's tokenizer
+//! <out>/text/train.json                    LLaVA JSON, no images: scenes written as cell tokens + questions (scene_text)
+//! <out>/text/captions.json                 scene blocks with the captions their images would get
+//! <out>/text/heldout.jsonl                 held-out text questions the LM's lookup is scored on
 //! ```
 //!
 //! Benchmarks: `synth_gqa` (exact_match_hf), `synth_pope` (pope_exact; subsets adversarial, popular,
@@ -63,6 +67,7 @@
 //!   directory; a killed one leaves only that hidden directory, never a half-written `<out>`.
 
 pub mod bench;
+pub mod cells;
 pub mod config;
 pub mod foundation;
 pub mod geometry;
@@ -74,6 +79,7 @@ pub mod questions;
 pub mod render;
 pub mod rng;
 pub mod scene;
+pub mod scene_text;
 pub mod sheet;
 pub mod world;
 
@@ -103,6 +109,10 @@ pub struct SplitSummary {
     pub records: usize,
     /// Records without an image (text-only).
     pub text_only: usize,
+    /// Per-cell labels of the split's images (`cells::SceneCells`, one per record, in order),
+    /// relative to the world root; written for the pretraining split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cells: Option<String>,
 }
 
 /// The contents of `world.json`: what was generated, from what, and where it is.
@@ -116,6 +126,98 @@ pub struct WorldSummary {
     pub benchmarks: Vec<BenchSummary>,
     /// Tokenizer training text, relative to the world root.
     pub corpus: String,
+    /// Text scenes for the LM (`scene_text`); absent in worlds from before `mlvf-synth/4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextSummary>,
+}
+
+/// Where the text scenes are: LLaVA JSON without images to train on, and held-out questions
+/// (`text/heldout.jsonl`: `id`, `prompt` = the human turn, `answer`, `family`) to score on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextSummary {
+    /// Conversations about text scenes (rendered with the chat template).
+    pub train: String,
+    pub train_records: usize,
+    /// Scene block → caption pairs (rendered in the `plain` template's shape).
+    pub captions: String,
+    pub caption_records: usize,
+    pub heldout: String,
+    pub heldout_records: usize,
+}
+
+/// One held-out text question, as `text/heldout.jsonl` stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldoutQuestion {
+    pub id: String,
+    /// The human turn: the scene block, a newline, the question with its answer-format prompt.
+    pub prompt: String,
+    pub answer: String,
+    /// The question family (`questions::Family::name`).
+    pub family: String,
+}
+
+impl HeldoutQuestion {
+    /// Reads every held-out question of the world at `root` (empty for a world without text).
+    pub fn load_all(root: &Path, summary: &WorldSummary) -> anyhow::Result<Vec<HeldoutQuestion>> {
+        let Some(text) = &summary.text else {
+            return Ok(Vec::new());
+        };
+        let path = root.join(&text.heldout);
+        let data =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        data.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, l)| {
+                serde_json::from_str(l).with_context(|| {
+                    format!("{}:{}: not a held-out question", path.display(), n + 1)
+                })
+            })
+            .collect()
+    }
+}
+
+/// Writes the text scenes: `text/train.json` and `text/heldout.jsonl`.
+fn write_text(root: &Path, cfg: &SynthConfig) -> anyhow::Result<TextSummary> {
+    let dir = root.join("text");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let train: Vec<LlavaRecord> = (0..cfg.n_text)
+        .into_par_iter()
+        .map(|i| scene_text::text_record(cfg, i))
+        .collect();
+    output::write_json_array(&dir.join("train.json"), &train)?;
+    let captions: Vec<LlavaRecord> = (0..cfg.n_text / 2)
+        .into_par_iter()
+        .map(|i| scene_text::caption_record(cfg, i))
+        .collect();
+    output::write_json_array(&dir.join("captions.json"), &captions)?;
+    let held: Vec<HeldoutQuestion> = (0..cfg.n_text_heldout)
+        .into_par_iter()
+        .map(|i| {
+            let (r, family) = scene_text::heldout_record(cfg, i);
+            HeldoutQuestion {
+                id: r.id,
+                prompt: r.conversations[0].value.clone(),
+                answer: r.conversations[1].value.clone(),
+                family: family.name().to_string(),
+            }
+        })
+        .collect();
+    let mut lines = String::new();
+    for q in &held {
+        lines.push_str(&serde_json::to_string(q)?);
+        lines.push('\n');
+    }
+    let path = dir.join("heldout.jsonl");
+    fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
+    Ok(TextSummary {
+        train: "text/train.json".into(),
+        train_records: train.len(),
+        captions: "text/captions.json".into(),
+        caption_records: captions.len(),
+        heldout: "text/heldout.jsonl".into(),
+        heldout_records: held.len(),
+    })
 }
 
 impl WorldSummary {
@@ -169,7 +271,7 @@ fn write_split(
     let images_dir = root.join(&images_rel);
     fs::create_dir_all(&images_dir)
         .with_context(|| format!("creating {}", images_dir.display()))?;
-    let records: Vec<LlavaRecord> = (0..n)
+    let items: Vec<(LlavaRecord, Option<cells::SceneCells>)> = (0..n)
         .into_par_iter()
         .map(|i| {
             let item = make(cfg, i)?;
@@ -177,11 +279,21 @@ fn write_split(
                 let path = images_dir.join(file);
                 fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
             }
-            Ok(item.record)
+            Ok((item.record, item.cells))
         })
         .collect::<anyhow::Result<_>>()?;
+    let (records, cells): (Vec<LlavaRecord>, Vec<Option<cells::SceneCells>>) =
+        items.into_iter().unzip();
     let json_rel = format!("{name}/{json_name}");
     output::write_json_array(&root.join(&json_rel), &records)?;
+    let cells_rel = if cells.iter().any(Option::is_some) {
+        let rel = format!("{name}/cells.json");
+        let all: Vec<cells::SceneCells> = cells.into_iter().flatten().collect();
+        output::write_json_array(&root.join(&rel), &all)?;
+        Some(rel)
+    } else {
+        None
+    };
     let text_only = records.iter().filter(|r| r.image.is_none()).count();
     Ok((
         SplitSummary {
@@ -189,6 +301,7 @@ fn write_split(
             images: images_rel,
             records: n,
             text_only,
+            cells: cells_rel,
         },
         records,
     ))
@@ -251,6 +364,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> anyhow::Result<WorldSummary> {
     );
     let corpus = "corpus.txt".to_string();
     write_corpus(&root.join(&corpus), &[&pt_records, &ft_records])?;
+    let text = write_text(&root, cfg)?;
     let summary = WorldSummary {
         format: WORLD_FORMAT.into(),
         generator: GENERATOR_VERSION.into(),
@@ -259,6 +373,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> anyhow::Result<WorldSummary> {
         finetune,
         benchmarks,
         corpus,
+        text: Some(text),
     };
     output::write_pretty_json(&root.join(WORLD_FILE), &summary)?;
     staging.commit()?;

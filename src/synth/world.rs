@@ -1,8 +1,8 @@
 //! The world's vocabulary: shapes, colours, textures, sizes, grid cells, and the words on signs.
 //!
-//! Shapes and colours have deliberately *uneven* priors (circles and red are common, diamonds and
-//! pink are rare) so that POPE-style "popular" negatives mean something: a model that hallucinates
-//! frequent objects is caught by them.
+//! Shapes, colours and textures are drawn uniformly (since `mlvf-synth/4`): with uneven priors a
+//! model scores by naming the common answer ("red", "circle") without looking, and every table
+//! measures that prior instead of vision (results/mini-paper.md, 2026-11-26).
 
 /// An object's outline. Identity of a shape is a high-level (compositional) property.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,8 +24,8 @@ impl Shape {
         Shape::Cross,
         Shape::Diamond,
     ];
-    /// Relative frequency in scenes.
-    pub const PRIOR: [u32; 6] = [7, 6, 5, 4, 3, 2];
+    /// Relative frequency in scenes (uniform: no answer prior to exploit).
+    pub const PRIOR: [u32; 6] = [1; 6];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -86,8 +86,8 @@ impl Color {
         Color::White,
         Color::Pink,
     ];
-    /// Relative frequency of object colours.
-    pub const PRIOR: [u32; 8] = [8, 7, 7, 6, 5, 4, 3, 2];
+    /// Relative frequency of object colours (uniform).
+    pub const PRIOR: [u32; 8] = [1; 8];
     /// Colours a sign may have: light enough for black glyphs to read.
     pub const SIGN: [Color; 4] = [Color::White, Color::Yellow, Color::Orange, Color::Pink];
 
@@ -134,7 +134,8 @@ impl Texture {
         Texture::Dots,
         Texture::Checker,
     ];
-    pub const PRIOR: [u32; 4] = [4, 2, 2, 2];
+    /// Relative frequency of textures (uniform).
+    pub const PRIOR: [u32; 4] = [1; 4];
 
     /// The adjective used in captions, questions and answers.
     pub fn adjective(self) -> &'static str {

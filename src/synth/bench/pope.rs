@@ -2,10 +2,17 @@
 //! present object and one absent object per image for each negative-sampling subset, so yes/no is
 //! exactly balanced (`pope_exact`).
 //!
+//! POPE samples its negatives at random, among the dataset's most frequent objects, and among
+//! objects that co-occur with the present ones. The world draws colours and shapes uniformly, so
+//! "most frequent" means nothing here; the subsets are instead graded by how much of the absent
+//! object the image does show:
+//!
 //! - `random`: an absent (colour, shape) drawn uniformly;
-//! - `popular`: among the most frequent absent objects of the world (the priors of `world`);
-//! - `adversarial`: an absent object that shares its colour or its shape with a present one — the
-//!   near misses a model that only half-sees the image says "yes" to.
+//! - `popular`: an absent object that shares its colour or its shape with a present one — the
+//!   near misses a model that only half-sees the image says "yes" to;
+//! - `adversarial`: the colour of one present object with the shape of another (both are in the
+//!   image, not together) where the scene allows it — only a model that binds colour to shape
+//!   answers "no" (a bag of attributes says "yes"); else a near miss as in `popular`.
 
 use super::{BenchRecord, Unit};
 use crate::synth::config::SynthConfig;
@@ -19,22 +26,22 @@ use rand_chacha::ChaCha8Rng;
 
 pub const SUBSETS: [&str; 3] = ["adversarial", "popular", "random"];
 
-fn popular_absent(scene: &Scene, rng: &mut ChaCha8Rng) -> (Color, Shape) {
-    let mut ranked: Vec<(u32, Color, Shape)> = Vec::new();
-    for (ci, &c) in Color::ALL.iter().enumerate() {
-        for (si, &s) in Shape::ALL.iter().enumerate() {
-            if !scene.has(c, s) {
-                ranked.push((Color::PRIOR[ci] * Shape::PRIOR[si], c, s));
+/// The colour of one present object with the shape of another, not present together.
+fn unbound_absent(scene: &Scene, rng: &mut ChaCha8Rng) -> Option<(Color, Shape)> {
+    let mut swapped: Vec<(Color, Shape)> = Vec::new();
+    for a in &scene.objects {
+        for b in &scene.objects {
+            if !scene.has(a.color, b.shape) {
+                swapped.push((a.color, b.shape));
             }
         }
     }
-    // Stable sort by frequency, highest first; pick among the top three for variety.
-    ranked.sort_by_key(|r| std::cmp::Reverse(r.0));
-    let (_, c, s) = *pick(rng, &ranked[..3.min(ranked.len())]);
-    (c, s)
+    swapped.sort();
+    swapped.dedup();
+    (!swapped.is_empty()).then(|| *pick(rng, &swapped))
 }
 
-fn adversarial_absent(scene: &Scene, rng: &mut ChaCha8Rng) -> (Color, Shape) {
+fn near_absent(scene: &Scene, rng: &mut ChaCha8Rng) -> (Color, Shape) {
     let mut near: Vec<(Color, Shape)> = Vec::new();
     for o in &scene.objects {
         for &c in &Color::ALL {
@@ -76,8 +83,10 @@ pub fn unit(cfg: &SynthConfig, index: usize, rng: &mut ChaCha8Rng) -> anyhow::Re
     for (k, subset) in SUBSETS.iter().enumerate() {
         let o = &scene.objects[present[k % present.len()]];
         let (nc, ns) = match *subset {
-            "adversarial" => adversarial_absent(&scene, rng),
-            "popular" => popular_absent(&scene, rng),
+            "adversarial" => {
+                unbound_absent(&scene, rng).unwrap_or_else(|| near_absent(&scene, rng))
+            }
+            "popular" => near_absent(&scene, rng),
             _ => absent_object(&scene, rng),
         };
         let mut pair = [
