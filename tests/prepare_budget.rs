@@ -1,6 +1,10 @@
 //! The quickstart's foundation models at full size: time budget and quality bars. Slow (minutes
 //! on 2 cores), so ignored by default:
 //! `cargo test --release --test prepare_budget -- --ignored --nocapture --test-threads 1`.
+//!
+//! To measure other settings without editing the manifest, `MLVF_PARAMS` (a JSON object) is
+//! applied over the model entry's `params` and `MLVF_WORLD` over the world's, e.g.
+//! `MLVF_PARAMS='{"steps": 1000}' MLVF_WORLD='{"n_pretrain": 5000}'`.
 
 use mlvf::model::vision::VisionArch;
 use mlvf::plan::config::ModelSpec;
@@ -34,7 +38,12 @@ fn spec(p: &mlvf::plan::Plan, source: &str) -> ModelSpec {
 /// Generates the quickstart's world into a temp dir (the returned guard keeps it alive).
 fn world() -> (tempfile::TempDir, std::path::PathBuf, mlvf::plan::Plan) {
     let dir = tempfile::tempdir().unwrap();
-    let (p, world_cfg) = quickstart();
+    let (p, mut world_cfg) = quickstart();
+    if let Ok(extra) = std::env::var("MLVF_WORLD") {
+        let extra: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&extra).expect("MLVF_WORLD is a JSON object");
+        world_cfg.as_object_mut().unwrap().extend(extra);
+    }
     let start = Instant::now();
     let world = dir.path().join("world");
     mlvf::synth::generate(&serde_json::from_value(world_cfg).unwrap(), &world).unwrap();
@@ -45,20 +54,35 @@ fn world() -> (tempfile::TempDir, std::path::PathBuf, mlvf::plan::Plan) {
 /// Prints the loss at steps 1, 2 and every 25th, with the time since `t0`.
 fn progress(t0: Instant) -> impl FnMut(&str, Option<u64>, f64) -> anyhow::Result<()> {
     move |n: &str, s: Option<u64>, v: f64| {
-        if let Some(s) = s.filter(|s| s % 25 == 0 || *s <= 2) {
+        let every = if n == "loss" { 25 } else { 1 };
+        if let Some(s) = s.filter(|s| s % every == 0 || *s <= 2) {
             eprintln!(
                 "  {n} step {s:>4}: {v:.4} ({:.1}s)",
                 t0.elapsed().as_secs_f64()
             );
+        } else if s.is_none() {
+            eprintln!("  {n}: {v:.2}");
         }
         Ok(())
     }
 }
 
+/// The manifest's `params` of an entry, with `MLVF_PARAMS` (a JSON object, for measuring other
+/// settings without editing the manifest) applied on top.
+fn params(entry: &ModelSpec) -> serde_json::Map<String, serde_json::Value> {
+    let mut p = entry.params.clone();
+    if let Ok(extra) = std::env::var("MLVF_PARAMS") {
+        let extra: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&extra).expect("MLVF_PARAMS is a JSON object");
+        p.extend(extra);
+    }
+    p
+}
+
 fn tower(arch: VisionArch) -> vision::VisionReport {
     let (dir, world, p) = world();
     let clip = spec(&p, "synth:clip");
-    let vp = vision::VisionParams::from_params(&clip.params).unwrap();
+    let vp = vision::VisionParams::from_params(&params(&clip)).unwrap();
     let mut metric = progress(Instant::now());
     let mut hooks = TrainHooks {
         checkpoint_dir: &dir.path().join("ck"),
@@ -98,7 +122,7 @@ fn quickstart_siglip_tower_retrieves_captions_well_above_chance() {
 fn quickstart_lm_beats_the_unigram_baseline_by_far() {
     let (dir, world, p) = world();
     let llama = spec(&p, "synth:llama");
-    let lp = lm::LmParams::from_params(&llama.params).unwrap();
+    let lp = lm::LmParams::from_params(&params(&llama)).unwrap();
     let mut metric = progress(Instant::now());
     let mut hooks = TrainHooks {
         checkpoint_dir: &dir.path().join("ck"),

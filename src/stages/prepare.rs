@@ -113,11 +113,10 @@ fn prepare_model(spec: &ModelSpec, ctx: &mut StageContext) -> Result<()> {
     let (world, _) = find_world(&ctx.deps, spec.params.get("world"))?;
     let out = ctx.out_dir.join(MODEL_DIR);
     let checkpoints = ctx.checkpoint_dir.clone();
-    let mut metrics: Vec<(String, Option<u64>, f64)> = Vec::new();
     let report = {
+        // Straight to metrics.jsonl, so a long run's curves can be followed while it trains.
         let mut record = |name: &str, step: Option<u64>, value: f64| -> Result<()> {
-            metrics.push((name.to_string(), step, value));
-            Ok(())
+            ctx.record(name, step, value)
         };
         let mut hooks = TrainHooks {
             checkpoint_dir: &checkpoints,
@@ -151,9 +150,6 @@ fn prepare_model(spec: &ModelSpec, ctx: &mut StageContext) -> Result<()> {
             }
         }
     };
-    for (name, step, value) in &metrics {
-        ctx.record(name, *step, *value)?;
-    }
     let Some(report) = report else {
         bail!("prepare: training stopped before its last step; the next attempt resumes from the checkpoint");
     };

@@ -8,11 +8,14 @@
 //! add-one unigram model of the training tokens on the same held-out tokens (the baseline a
 //! useful LM must beat by far).
 
-use super::tokenizer::{save_tokenizer, train_tokenizer, BOS_ID, EOS_ID};
+use super::text_qa::{self, QaSample};
+use super::tokenizer::{add_words, save_tokenizer, train_tokenizer, BOS_ID, EOS_ID, PAD_ID};
 use super::{params_from, seeded_init, train_loop, DataOrder, Finished, Optim, TrainHooks};
 use crate::model::llm::config::RopeScaling;
 use crate::model::llm::{Llama, LlamaConfig};
-use crate::synth::WorldSummary;
+use crate::synth::scene_text::cell_tokens;
+use crate::synth::{HeldoutQuestion, LlavaRecord, WorldSummary};
+use crate::train::data::tokenize::TextTokenizer;
 use crate::train::loss::{causal_lm_loss, masked_nll_sum};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -39,6 +42,16 @@ pub struct LmParams {
     pub checkpoint_every: u64,
     /// Every n-th corpus line is held out for the perplexity check.
     pub holdout_every: usize,
+    /// Text-scene conversations per step (`synth::scene_text`), trained on their answers beside
+    /// the corpus windows; 0 trains on the corpus alone (or when the world has no text scenes).
+    pub qa_batch: usize,
+    /// Score the held-out text questions every this many steps (a learning curve in the
+    /// metrics; 0 = only at the end).
+    pub eval_every: u64,
+    /// Decay the learning rate along a cosine after warm-up (`false`: hold it constant). Lookup
+    /// appears as a late phase change (research: Olsson et al. 2022); a decayed rate can stall
+    /// the run on the plateau before it.
+    pub cosine: bool,
     pub seed: u64,
 }
 
@@ -59,6 +72,9 @@ impl Default for LmParams {
             warmup_steps: 20,
             checkpoint_every: 50,
             holdout_every: 20,
+            qa_batch: 16,
+            eval_every: 100,
+            cosine: true,
             seed: 0,
         }
     }
@@ -82,8 +98,14 @@ pub struct LmReport {
     pub perplexity: f64,
     pub unigram_perplexity: f64,
     pub heldout_tokens: usize,
+    /// Exact match (0–100) on the world's held-out text scenes: the LM answering questions
+    /// about a scene given as cell tokens (NaN for a world without text scenes).
+    pub text_qa: f64,
     pub train_seconds: f64,
 }
+
+/// Caption records held out to score block copying (`text_qa/copy`).
+const COPY_HELDOUT: usize = 200;
 
 /// The model config for `layers`, the parameters and the trained vocabulary.
 pub fn lm_config(layers: usize, p: &LmParams, vocab: usize) -> LlamaConfig {
@@ -138,6 +160,58 @@ fn chat_template_lines<'a>() -> impl Iterator<Item = &'a str> {
         .take(6)
 }
 
+/// Starts each cell token's input embedding, and its row of the (untied) output head, as the
+/// sum of three shared factors — its cell, its colour, its shape (or one `empty` factor) —
+/// instead of unrelated random rows. The 441 cell tokens then share their parts from the first
+/// step, as a patch token's position embedding and content features are added in a vision
+/// tower: a query for "star" can match every token that holds a star, and a head that copies a
+/// token's value into the residual stream already points at that token's output row (the
+/// block copy alignment leans on; with random output rows a 400-step run copied no block
+/// exactly, 2026-12-03). HF users initialise added tokens from their parts for the same reason.
+fn factor_cell_embeddings(map: &VarMap, tok: &tokenizers::Tokenizer, seed: u64) -> Result<()> {
+    let named = crate::train::optim::named_vars(map);
+    for (name, label) in [
+        ("model.embed_tokens.weight", "in"),
+        ("lm_head.weight", "out"),
+    ] {
+        let Some((_, var)) = named.iter().find(|(n, _)| n == name) else {
+            bail!("internal: the LM has no {name}");
+        };
+        let (vocab, hidden) = var.as_tensor().dims2()?;
+        let mut rows: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
+        let factor = |part: &str| -> Vec<f32> {
+            let mut rng = super::rng_for(seed, &format!("cell-factor/{label}/{part}"));
+            (0..hidden)
+                .map(|_| super::normal(&mut rng) * 0.02)
+                .collect()
+        };
+        for t in cell_tokens() {
+            let id = tok.token_to_id(&t.text).with_context(|| {
+                format!("internal: cell token {} is not in the vocabulary", t.text)
+            })? as usize;
+            anyhow::ensure!(id < vocab, "cell token id {id} is outside {name}");
+            let mut parts = vec![factor(&format!("cell{}", t.cell))];
+            match (t.color, t.shape) {
+                (Some(c), Some(s)) => {
+                    parts.push(factor(&format!("color{c}")));
+                    parts.push(factor(&format!("shape{s}")));
+                }
+                _ => parts.push(factor("empty")),
+            }
+            let row = &mut rows[id * hidden..(id + 1) * hidden];
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = parts.iter().map(|p| p[j]).sum();
+            }
+        }
+        var.set(&Tensor::from_vec(
+            rows,
+            (vocab, hidden),
+            var.as_tensor().device(),
+        )?)?;
+    }
+    Ok(())
+}
+
 /// Trains the LM (and its tokenizer) on the world at `world`; saves config.json,
 /// model.safetensors and tokenizer.json into `out`. `None` when `hooks.stop_after` stopped it.
 pub fn train_lm(
@@ -177,17 +251,19 @@ pub fn train_lm(
     let tok = if tok_path.is_file() {
         crate::model::hub::load_tokenizer(&tok_path)?
     } else {
-        let t = train_tokenizer(
+        let mut t = train_tokenizer(
             train.iter().copied().chain(chat_template_lines()),
             p.vocab_size,
         )?;
+        let words: Vec<String> = cell_tokens().into_iter().map(|c| c.text).collect();
+        add_words(&mut t, &words)?;
         save_tokenizer(&t, &tok_path)?;
         t
     };
     let vocab = tok.get_vocab_size(true);
     let train_w = windows(&tok, &train, p.seq_len)?;
     let held_w = windows(&tok, &held, p.seq_len)?;
-    if train_w.len() < p.batch || held_w.is_empty() {
+    if train_w.len() < p.batch.max(1) || held_w.is_empty() {
         bail!(
             "{}: {} training and {} held-out windows of {} tokens; raise the world's n_pretrain/n_finetune or lower seq_len",
             corpus_path.display(),
@@ -197,6 +273,37 @@ pub fn train_lm(
         );
     }
 
+    // Text scenes: conversations to train on, held-out questions to score.
+    let text_tok = TextTokenizer::new(tok.clone())?.with_pad_id(PAD_ID);
+    let (qa_train, qa_held) = match &summary.text {
+        Some(text) if p.qa_batch > 0 => {
+            let path = world.join(&text.train);
+            let raw = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let records: Vec<LlavaRecord> = serde_json::from_str(&raw)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            let path = world.join(&text.captions);
+            let raw = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let captions: Vec<LlavaRecord> = serde_json::from_str(&raw)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            let held = HeldoutQuestion::load_all(world, &summary)?;
+            // The last captions are held out to score copying.
+            let n_copy = (captions.len() / 10).min(COPY_HELDOUT);
+            let (cap_train, cap_held) = captions.split_at(captions.len() - n_copy);
+            let mut samples = text_qa::training_samples(&text_tok, &records)?;
+            samples.extend(text_qa::caption_samples(&text_tok, cap_train, false)?);
+            let mut held = text_qa::heldout_samples(&text_tok, &held)?;
+            held.extend(
+                text_qa::caption_samples(&text_tok, cap_held, true)?
+                    .into_iter()
+                    .map(|s| (s, text_qa::COPY_FAMILY.to_string())),
+            );
+            (samples, held)
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+
     let cfg = lm_config(layers, p, vocab);
     let mut map = VarMap::new();
     let model = Llama::new(
@@ -204,6 +311,7 @@ pub fn train_lm(
         VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
     )?;
     seeded_init(&map, p.seed, 0.02)?;
+    factor_cell_embeddings(&map, &tok, p.seed)?;
     let opt = Optim {
         steps: p.steps,
         lr: p.lr,
@@ -212,19 +320,44 @@ pub fn train_lm(
         max_grad_norm: 1.0,
         checkpoint_every: p.checkpoint_every,
         seed: p.seed,
+        cosine: p.cosine,
     };
     let mut order = DataOrder::new(train_w.len(), p.seed);
+    let mut qa_order = DataOrder::new(qa_train.len().max(1), p.seed ^ 0x9a);
     let mut losses = Vec::new();
     let start = std::time::Instant::now();
-    let finished = train_loop(&mut map, &opt, hooks, |step| {
+    let finished = train_loop(&mut map, &opt, hooks, |step, metric| {
+        if !qa_held.is_empty() && p.eval_every > 0 && step % p.eval_every == 0 && step > 0 {
+            let s = text_qa::score(&model, &qa_held, PAD_ID, 64)?;
+            metric("text_qa", Some(step), s.overall)?;
+            for (family, v) in &s.by_family {
+                metric(&format!("text_qa/{family}"), Some(step), *v)?;
+            }
+        }
         let rows: Vec<&Vec<u32>> = order
             .batch(step, p.batch)
             .into_iter()
             .map(|i| &train_w[i])
             .collect();
-        let ids = batch_tensor(&rows)?;
-        let logits = model.forward_ids(&ids, None)?;
-        let loss = causal_lm_loss(&logits, &ids.to_dtype(DType::I64)?)?;
+        let mut loss = None;
+        if !rows.is_empty() {
+            let ids = batch_tensor(&rows)?;
+            let logits = model.forward_ids(&ids, None)?;
+            loss = Some(causal_lm_loss(&logits, &ids.to_dtype(DType::I64)?)?);
+        }
+        if !qa_train.is_empty() {
+            let qa: Vec<&QaSample> = qa_order
+                .batch(step, p.qa_batch)
+                .into_iter()
+                .map(|i| &qa_train[i])
+                .collect();
+            let l = text_qa::answer_loss(&model, &qa, PAD_ID)?;
+            loss = Some(match loss {
+                Some(c) => (c + l)?,
+                None => l,
+            });
+        }
+        let loss = loss.context("llama params: batch and qa_batch are both 0")?;
         losses.push(loss.to_scalar::<f32>()? as f64);
         Ok(loss)
     })?;
@@ -232,6 +365,16 @@ pub fn train_lm(
     if finished == Finished::Stopped {
         return Ok(None);
     }
+    let text_qa = if qa_held.is_empty() {
+        f64::NAN
+    } else {
+        let s = text_qa::score(&model, &qa_held, PAD_ID, 64)?;
+        (hooks.metric)("text_qa", Some(p.steps), s.overall)?;
+        for (family, v) in &s.by_family {
+            (hooks.metric)(&format!("text_qa/{family}"), None, *v)?;
+        }
+        s.overall
+    };
 
     // Held-out perplexity of the model and of the unigram baseline on the same tokens.
     let (mut nll, mut count) = (0f64, 0usize);
@@ -274,6 +417,7 @@ pub fn train_lm(
         perplexity: (nll / count as f64).exp(),
         unigram_perplexity: (uni_nll / count as f64).exp(),
         heldout_tokens: count,
+        text_qa,
         train_seconds,
     }))
 }

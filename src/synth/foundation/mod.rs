@@ -15,6 +15,9 @@
 //! N steps, and a new run resumes from the newest valid one with bit-identical results.
 
 pub mod lm;
+pub mod patch_heads;
+pub mod probe;
+pub mod text_qa;
 pub mod tokenizer;
 pub mod vision;
 
@@ -54,6 +57,8 @@ pub struct Optim {
     pub max_grad_norm: f64,
     pub checkpoint_every: u64,
     pub seed: u64,
+    /// Cosine decay after warm-up (`false`: constant learning rate after warm-up).
+    pub cosine: bool,
 }
 
 /// How a training run ended.
@@ -147,15 +152,16 @@ impl DataOrder {
     }
 }
 
-/// Runs `opt.steps` optimiser steps of `loss_at(step)` over every variable of `map`, with
+/// Runs `opt.steps` optimiser steps of `loss_at(step, metric)` over every variable of `map`, with
 /// AdamW (HF's decay/no-decay split), the cosine schedule and gradient clipping; logs `loss`
 /// per step, checkpoints every `checkpoint_every` steps (and at the end / at a stop), and
-/// resumes from the newest valid checkpoint in `hooks.checkpoint_dir`.
+/// resumes from the newest valid checkpoint in `hooks.checkpoint_dir`. `loss_at` may record
+/// metrics of its own (a held-out score every few steps) through the sink it is handed.
 pub fn train_loop(
     map: &mut VarMap,
     opt: &Optim,
     hooks: &mut TrainHooks<'_>,
-    mut loss_at: impl FnMut(u64) -> Result<Tensor>,
+    mut loss_at: impl FnMut(u64, MetricSink<'_>) -> Result<Tensor>,
 ) -> Result<Finished> {
     let named = named_vars(map);
     let vars: Vec<Var> = named.iter().map(|(_, v)| v.clone()).collect();
@@ -164,6 +170,13 @@ pub fn train_loop(
         AdamWConfig::default(),
     )?;
     let schedule = CosineSchedule::new(opt.steps, Warmup::Steps(opt.warmup_steps))?;
+    let multiplier = |step: u64| {
+        if opt.cosine || step < opt.warmup_steps {
+            schedule.multiplier(step)
+        } else {
+            1.0
+        }
+    };
     let mut start = 0;
     if let Some(ckpt) = checkpoint::latest_checkpoint(hooks.checkpoint_dir)? {
         let state = ckpt.restore(map, &mut adamw)?;
@@ -183,7 +196,7 @@ pub fn train_loop(
         checkpoint::prune_checkpoints(hooks.checkpoint_dir, 1)
     };
     for step in start..opt.steps {
-        let loss = loss_at(step)?;
+        let loss = loss_at(step, &mut *hooks.metric)?;
         let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         anyhow::ensure!(
             value.is_finite(),
@@ -191,7 +204,7 @@ pub fn train_loop(
         );
         let mut grads = loss.backward()?;
         clip_grad_norm(&mut grads, &vars, opt.max_grad_norm)?;
-        adamw.step(&grads, schedule.multiplier(step))?;
+        adamw.step(&grads, multiplier(step))?;
         let done = step + 1;
         (hooks.metric)("loss", Some(done), value)?;
         let stop = hooks.stop_after == Some(done);

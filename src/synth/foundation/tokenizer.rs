@@ -71,10 +71,65 @@ pub fn train_tokenizer<'a>(
     Ok(Tokenizer::from(tok))
 }
 
+/// Adds each of `words` as one token of its own (after the trained vocabulary), so the BPE
+/// never splits it: the scene language's cell tokens (`synth::scene_text`), which bind colour and
+/// shape into a single context item. `lstrip` lets a token absorb the space before it, so
+/// `"red_star empty"` is two tokens, not four. Not special: decoding keeps them.
+pub fn add_words(tok: &mut Tokenizer, words: &[String]) -> Result<()> {
+    let tokens = words
+        .iter()
+        .map(|w| AddedToken::from(w.clone(), false).lstrip(true));
+    tok.add_tokens(tokens)
+        .map_err(|e| anyhow!("adding words to the tokenizer: {e}"))?;
+    Ok(())
+}
+
 /// Saves a tokenizer as HF's `tokenizer.json`.
 pub fn save_tokenizer(tok: &Tokenizer, path: &Path) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     tok.save(&tmp, false)
         .map_err(|e| anyhow!("writing {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::scene_text::cell_tokens;
+
+    fn words() -> Vec<String> {
+        cell_tokens().into_iter().map(|t| t.text).collect()
+    }
+
+    /// Each cell word is one token wherever it stands (after a space, at the start, glued to
+    /// the caption that follows it in alignment-shaped text), and decodes back to itself.
+    #[test]
+    fn cell_words_stay_whole() {
+        let lines = [
+            "A small red star in the top left corner.",
+            "What color is it?",
+        ];
+        let mut tok = train_tokenizer(lines.iter().copied().cycle().take(20), 512).unwrap();
+        add_words(&mut tok, &words()).unwrap();
+        for text in [
+            "top_left/red_star top/empty top_right/blue_circle",
+            "left/empty center/empty right/pink_diamond\nWhat color is it?",
+            "bottom_right/green_crossA small red star.",
+        ] {
+            let enc = tok.encode(text, false).unwrap();
+            let pieces: Vec<&str> = text.split([' ', '\n']).collect();
+            let cells = pieces
+                .iter()
+                .filter(|w| words().iter().any(|c| w.starts_with(c.as_str())))
+                .count();
+            let ids: Vec<u32> = words()
+                .iter()
+                .map(|w| tok.token_to_id(w).unwrap())
+                .collect();
+            let whole = enc.get_ids().iter().filter(|t| ids.contains(t)).count();
+            assert_eq!(whole, cells, "{text}: {:?}", enc.get_tokens());
+        }
+        let enc = tok.encode("top/red_star center/empty", false).unwrap();
+        assert_eq!(enc.get_ids().len(), 2, "{:?}", enc.get_tokens());
+    }
 }

@@ -27,6 +27,7 @@
 //! trained on; top-1 image→caption retrieval over them is reported (a hit when the retrieved
 //! caption's text equals the true one's; chance ≈ 1/holdout).
 
+use super::patch_heads::{layer_probes, PatchHeads, PatchLabels};
 use super::{params_from, seeded_init, train_loop, DataOrder, Finished, Optim, TrainHooks};
 use crate::model::preprocess::{AspectMode, ImageProcessor, CLIP_MEAN, CLIP_STD, HALF};
 use crate::model::vision::{VisionActivation, VisionArch, VisionConfig, VisionTower};
@@ -59,8 +60,14 @@ pub struct VisionParams {
     pub weight_decay: f64,
     pub warmup_steps: u64,
     pub checkpoint_every: u64,
-    /// Pretrain records held out for the retrieval check (taken from the end).
+    /// Pretrain records held out for the retrieval check and the probes (taken from the end).
     pub holdout: usize,
+    /// Weight of the per-patch label loss (`patch_heads`) beside the contrastive loss; 0 trains
+    /// on captions alone. Needs the world's `pretrain/cells.json` and a patch grid that is a
+    /// multiple of the 3×3 object grid.
+    pub patch_loss_weight: f64,
+    /// Hidden state the per-patch heads read (default: the last layer's output).
+    pub patch_loss_layer: Option<usize>,
     pub seed: u64,
 }
 
@@ -80,10 +87,16 @@ impl Default for VisionParams {
             warmup_steps: 10,
             checkpoint_every: 50,
             holdout: 200,
+            patch_loss_weight: 1.0,
+            patch_loss_layer: None,
             seed: 0,
         }
     }
 }
+
+/// Training images the per-layer probes are fitted on (their held-out score uses every
+/// held-out image): a few thousand occupied-cell patches, enough for a 64-wide linear read-out.
+const PROBE_IMAGES: usize = 600;
 
 /// SigLIP's default learning rate, a quarter of CLIP's. The pairwise sigmoid loss has a
 /// plateau CLIP's softmax does not: the constant-logit optimum (every σ(logit) = 1/B, loss
@@ -141,6 +154,10 @@ pub struct VisionReport {
     /// The same for a random ranking (1 / distinct captions among the held-out ones, roughly).
     pub retrieval_chance: f64,
     pub holdout: usize,
+    /// Best per-layer linear-probe accuracy (0–100) on held-out occupied cells, colour and
+    /// shape (NaN without cell labels); the curves are recorded as `probe/<attr>/h<k>` metrics.
+    pub probe_color: f64,
+    pub probe_shape: f64,
     pub train_seconds: f64,
 }
 
@@ -247,10 +264,23 @@ struct Contrastive {
     /// log temperature (and SigLIP's bias).
     logit_scale: Tensor,
     logit_bias: Option<Tensor>,
+    /// Per-patch label heads (when the world has cell labels and the weight is positive).
+    patch_heads: Option<PatchHeads>,
 }
 
 impl Contrastive {
+    #[cfg(test)]
     fn new(cfg: &VisionConfig, p: &VisionParams, vocab: usize, map: &VarMap) -> Result<Self> {
+        Self::with_patch_heads(cfg, p, vocab, map, false)
+    }
+
+    fn with_patch_heads(
+        cfg: &VisionConfig,
+        p: &VisionParams,
+        vocab: usize,
+        map: &VarMap,
+        patch_heads: bool,
+    ) -> Result<Self> {
         let device = Device::Cpu;
         let tower = VisionTower::new_trainable(cfg, map, DType::F32, &device)?;
         let vb = VarBuilder::from_varmap(map, DType::F32, &device).pp("heads");
@@ -272,6 +302,11 @@ impl Contrastive {
             Some(b) => Some(vb.get_with_hints(1, "logit_bias", candle_nn::Init::Const(b))?),
             None => None,
         };
+        let patch_heads = if patch_heads {
+            Some(PatchHeads::new(cfg.hidden_size, vb.clone())?)
+        } else {
+            None
+        };
         Ok(Contrastive {
             tower,
             visual_projection,
@@ -279,11 +314,16 @@ impl Contrastive {
             text_projection,
             logit_scale,
             logit_bias,
+            patch_heads,
         })
     }
 
     fn image_embeddings(&self, pixels: &Tensor) -> Result<Tensor> {
-        let states = self.tower.forward_hidden_states(pixels)?;
+        self.embed_states(&self.tower.forward_hidden_states(pixels)?)
+    }
+
+    /// The image embedding from a forward pass's hidden states.
+    fn embed_states(&self, states: &[Tensor]) -> Result<Tensor> {
         let last = states.last().context("tower has no hidden states")?;
         let pooled = self.tower.post_layernorm(last)?;
         let pooled = match self.tower.config().arch {
@@ -344,6 +384,10 @@ fn softplus(x: &Tensor) -> Result<Tensor> {
 struct Split {
     pixels: Tensor,
     captions: Vec<String>,
+    /// Record ids, in order (to align `cells.json`).
+    ids: Vec<String>,
+    /// The split's per-cell labels, when the world has them.
+    cells: Option<std::path::PathBuf>,
 }
 
 fn load_split(world: &Path, processor: &ImageProcessor) -> Result<Split> {
@@ -356,6 +400,7 @@ fn load_split(world: &Path, processor: &ImageProcessor) -> Result<Split> {
     let images = world.join(&summary.pretrain.images);
     let mut data = Vec::new();
     let mut captions = Vec::new();
+    let mut ids = Vec::new();
     let mut size = (0, 0);
     for r in &records {
         let (Some(image), Some(answer)) = (&r.image, r.conversations.get(1)) else {
@@ -367,12 +412,18 @@ fn load_split(world: &Path, processor: &ImageProcessor) -> Result<Split> {
         size = (h, w);
         data.extend(v);
         captions.push(answer.value.clone());
+        ids.push(r.id.clone());
     }
     if captions.is_empty() {
         bail!("{} has no image–caption records", json_path.display());
     }
     let pixels = Tensor::from_vec(data, (captions.len(), 3, size.0, size.1), &Device::Cpu)?;
-    Ok(Split { pixels, captions })
+    Ok(Split {
+        pixels,
+        captions,
+        ids,
+        cells: summary.pretrain.cells.as_ref().map(|c| world.join(c)),
+    })
 }
 
 /// Trains a tower of `depth` layers on the world at `world` and saves it into `out` (HF
@@ -409,8 +460,22 @@ pub fn train_vision(
     let refs: Vec<&str> = split.captions.iter().map(String::as_str).collect();
     let texts = bow.encode(&refs, &Device::Cpu)?;
 
+    // Per-patch labels, when the world has them and the loss is on.
+    let labels = match &split.cells {
+        Some(path) if p.patch_loss_weight > 0.0 => {
+            Some(PatchLabels::load(path, &split.ids, cfg.grid_size())?)
+        }
+        _ => None,
+    };
+    let patch_layer = p.patch_loss_layer.unwrap_or(depth);
+    if patch_layer > depth {
+        bail!(
+            "vision params: patch_loss_layer = {patch_layer} is above the tower's {depth} layers"
+        );
+    }
+
     let mut map = VarMap::new();
-    let model = Contrastive::new(&cfg, p, bow.size(), &map)?;
+    let model = Contrastive::with_patch_heads(&cfg, p, bow.size(), &map, labels.is_some())?;
     seeded_init(&map, p.seed, 0.02)?;
     let opt = Optim {
         steps: p.steps,
@@ -420,20 +485,26 @@ pub fn train_vision(
         max_grad_norm: 1.0,
         checkpoint_every: p.checkpoint_every,
         seed: p.seed,
+        cosine: true,
     };
     let mut order = DataOrder::new(n_train, p.seed);
     let start = std::time::Instant::now();
     let mut losses = Vec::new();
-    let finished = train_loop(&mut map, &opt, hooks, |step| {
-        let idx: Vec<u32> = order
-            .batch(step, p.batch)
-            .into_iter()
-            .map(|i| i as u32)
-            .collect();
+    let finished = train_loop(&mut map, &opt, hooks, |step, _| {
+        let rows = order.batch(step, p.batch);
+        let idx: Vec<u32> = rows.iter().map(|&i| i as u32).collect();
         let idx = Tensor::new(idx.as_slice(), &Device::Cpu)?;
-        let img = model.image_embeddings(&split.pixels.index_select(&idx, 0)?)?;
+        let states = model
+            .tower
+            .forward_hidden_states(&split.pixels.index_select(&idx, 0)?)?;
+        let img = model.embed_states(&states)?;
         let txt = model.text_embeddings(&texts.index_select(&idx, 0)?)?;
-        let loss = model.loss(&img, &txt)?;
+        let mut loss = model.loss(&img, &txt)?;
+        if let (Some(heads), Some(labels)) = (&model.patch_heads, &labels) {
+            if let Some(aux) = heads.loss(&cfg, &states[patch_layer], labels, &rows)? {
+                loss = (loss + (aux * p.patch_loss_weight)?)?;
+            }
+        }
         losses.push(loss.to_scalar::<f32>()? as f64);
         Ok(loss)
     })?;
@@ -442,6 +513,30 @@ pub fn train_vision(
         return Ok(None);
     }
     let (top1, chance) = retrieval(&model, &split, &texts, n_train)?;
+    // What each hidden state carries: probes fitted on training images, scored on held-out ones.
+    let (mut probe_color, mut probe_shape) = (f64::NAN, f64::NAN);
+    // A tower trained without the patch loss is probed too, when the world has labels.
+    let probe_only = match (&labels, &split.cells) {
+        (None, Some(path)) => Some(PatchLabels::load(path, &split.ids, cfg.grid_size())?),
+        _ => None,
+    };
+    let probe_labels = labels.as_ref().or(probe_only.as_ref());
+    if let Some(labels) = probe_labels {
+        let train: Vec<usize> = (0..n_train.min(PROBE_IMAGES)).collect();
+        let test: Vec<usize> = (n_train..n).collect();
+        let probes = layer_probes(&model.tower, &split.pixels, labels, &train, &test)?;
+        for (attr, accs) in &probes {
+            for (k, v) in accs.iter().enumerate() {
+                (hooks.metric)(&format!("probe/{attr}/h{k}"), None, *v)?;
+            }
+            let best = accs.iter().copied().fold(f64::NAN, f64::max);
+            match attr.as_str() {
+                "color" => probe_color = best,
+                "shape" => probe_shape = best,
+                _ => {}
+            }
+        }
+    }
     let tail = losses.len().div_ceil(10);
     let final_loss = if losses.is_empty() {
         f64::NAN
@@ -462,6 +557,8 @@ pub fn train_vision(
         retrieval_top1: top1,
         retrieval_chance: chance,
         holdout: n - n_train,
+        probe_color,
+        probe_shape,
         train_seconds,
     }))
 }
