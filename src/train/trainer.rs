@@ -459,19 +459,16 @@ pub fn train(
             };
             epochs_without_batch = 0;
             let mb = mllm_batch(model, &batch, &mut cache)?;
-            let out = model.forward(&mb).with_context(|| {
+            let (loss, n) = model.train_loss(&mb).with_context(|| {
                 format!(
                     "forward pass at step {} (records {:?})",
                     step + 1,
                     batch.ids
                 )
             })?;
-            loss_acc += out
-                .loss
-                .to_dtype(candle_core::DType::F64)?
-                .to_scalar::<f64>()?;
-            tokens += out.tokens;
-            acc.add(out.loss.backward()?)?;
+            loss_acc += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            tokens += n;
+            acc.add(loss.backward()?)?;
             micro += 1;
         }
         let mut grads = acc.take(1.0 / micro as f64)?;

@@ -63,9 +63,9 @@ use crate::model::llm::{
 use crate::model::preprocess::{AspectMode, ImageProcessor};
 use crate::model::vision::{VisionArch, VisionConfig, VisionTower};
 use crate::train::data::{ImageAspect, TextTokenizer};
-use crate::train::loss::causal_lm_loss;
+use crate::train::loss::{causal_lm_loss, IGNORE_INDEX};
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use std::path::{Path, PathBuf};
 
@@ -582,8 +582,8 @@ impl Mllm {
         }
     }
 
-    /// The batched, right-padded, attention-masked forward pass with the masked LM loss.
-    pub fn forward(&self, batch: &MllmBatch) -> Result<MllmOutput> {
+    /// Fusion and splice of a batch: the LLM's input rows and the paradigm's injections.
+    fn prepare(&self, batch: &MllmBatch) -> Result<(Spliced, Vec<(usize, Tensor)>)> {
         let b = batch.ids.len();
         if batch.labels.len() != b || batch.has_image.len() != b {
             bail!("a batch of {b} rows needs as many label rows and image flags");
@@ -606,6 +606,12 @@ impl Mllm {
             }
         }
         let spliced = splice(&self.llm, &ids, Some(&labels), &tokens)?;
+        Ok((spliced, injections))
+    }
+
+    /// The batched, right-padded, attention-masked forward pass with the masked LM loss.
+    pub fn forward(&self, batch: &MllmBatch) -> Result<MllmOutput> {
+        let (spliced, injections) = self.prepare(batch)?;
         let mask = spliced.attention_mask.clone();
         let logits = self.run(&spliced, &injections, Some(&mask), None)?;
         let loss = causal_lm_loss(&logits, &spliced.labels)?;
@@ -614,6 +620,56 @@ impl Mllm {
             logits,
             tokens: spliced.lengths.iter().sum(),
         })
+    }
+
+    /// The loss of [`Mllm::forward`] (same value up to float rounding) and the batch's real
+    /// tokens, computing the vocabulary logits only where a next token is supervised. A
+    /// training step needs nothing else, and the head and its log-softmax over every position
+    /// of every row (`B·T·vocab`) were a large share of a tiny model's step.
+    pub fn train_loss(&self, batch: &MllmBatch) -> Result<(Tensor, usize)> {
+        let (spliced, injections) = self.prepare(batch)?;
+        let mask = spliced.attention_mask.clone();
+        let (id, xin) = self.hooks(&spliced.spans, &injections)?;
+        let opts = ForwardOptions {
+            attention_mask: Some(&mask),
+            injections: id.as_ref(),
+            cross_attn: match (&self.xattn, &xin) {
+                (Some(blocks), Some(inputs)) => Some(CrossAttn { blocks, inputs }),
+                _ => None,
+            },
+            ..Default::default()
+        };
+        let hidden = self.llm.forward_hidden(&spliced.embeds, &opts, None)?;
+        let (b, t, h) = hidden.dims3()?;
+        let labels: Vec<i64> = spliced
+            .labels
+            .to_dtype(DType::I64)?
+            .flatten_all()?
+            .to_vec1()?;
+        let (mut at, mut target) = (Vec::new(), Vec::new());
+        for r in 0..b {
+            for p in 1..t {
+                let l = labels[r * t + p];
+                if l != IGNORE_INDEX {
+                    at.push((r * t + p - 1) as u32);
+                    target.push(l as u32);
+                }
+            }
+        }
+        if at.is_empty() {
+            bail!(
+                "every label is {IGNORE_INDEX} (ignored): the batch has no target token; check the \
+                 template masking or the truncation length"
+            );
+        }
+        let dev = hidden.device();
+        let n = at.len();
+        let picked = hidden
+            .reshape((b * t, h))?
+            .index_select(&Tensor::from_vec(at, n, dev)?, 0)?;
+        let logits = self.llm.lm_logits(&picked)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::from_vec(target, n, dev)?)?;
+        Ok((loss, spliced.lengths.iter().sum()))
     }
 
     /// Pixels `[1, 3, H, W]` for an image, made square the way the model was trained.
