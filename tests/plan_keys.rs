@@ -538,3 +538,25 @@ fn controls_add_one_eval_each_and_change_no_key_that_existed() {
     assert!(keys(&fewer, StageKind::Eval).is_subset(&keys(&with, StageKind::Eval)));
     assert_eq!(of(&fewer, StageKind::Eval).len(), 12);
 }
+
+/// Every manifest the repository ships plans offline; grounding.toml shares no task with the
+/// quickstart (other world, other models) and its controls are eval tasks of their own.
+#[test]
+fn every_shipped_manifest_plans() {
+    for entry in std::fs::read_dir("experiments").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            mlvf::plan::load(&path, None).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        }
+    }
+    let g = mlvf::plan::load(std::path::Path::new("experiments/grounding.toml"), None).unwrap();
+    let q = mlvf::plan::load(std::path::Path::new("experiments/quickstart.toml"), None).unwrap();
+    let keys: HashSet<&str> = q.tasks.iter().map(|t| t.key.0.as_str()).collect();
+    assert!(g.tasks.iter().all(|t| !keys.contains(t.key.0.as_str())));
+    assert_eq!(g.cells.len(), 2 * 2, "baseline + E_D, two benchmarks");
+    assert_eq!(
+        of(&g, StageKind::Eval).len(),
+        2 * 2 * 2,
+        "with image and blank"
+    );
+}

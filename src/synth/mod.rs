@@ -8,8 +8,9 @@
 //! eight, a **size** (small, large), a **texture** (solid, striped, dotted, checkered) and a **cell**
 //! (top left … bottom right). Some scenes carry a **sign**: a light rectangle with black 8×8-pixel
 //! glyphs (a word, a digit string, random letters or a sum such as `3+4`). Some scenes instead show
-//! two **overlapping** objects, one partly hiding the other. Shapes and colours have uneven priors
-//! (circles and red are common), so "popular" objects exist for POPE-style negatives.
+//! two **overlapping** objects, one partly hiding the other. Shapes, colours and textures are drawn
+//! uniformly (world 4; earlier worlds skewed them, which let a model score by guessing the common
+//! answer), so POPE's subsets are graded by how near a miss the absent object is (`bench::pope`).
 //!
 //! Every question is computed from the scene, never from pixels, so answers are right by
 //! construction; referring expressions (`language::refer`) always name exactly one object and never
