@@ -14,8 +14,10 @@ use super::{params_from, seeded_init, train_loop, DataOrder, Finished, Optim, Tr
 use crate::model::llm::config::RopeScaling;
 use crate::model::llm::{Llama, LlamaConfig};
 use crate::synth::scene_text::cell_tokens;
-use crate::synth::{HeldoutQuestion, LlavaRecord, WorldSummary};
+use crate::synth::{HeldoutQuestion, WorldSummary};
+use crate::train::data::json::Record;
 use crate::train::data::tokenize::TextTokenizer;
+use crate::train::data::{load_llava_json, LoadOptions};
 use crate::train::loss::{causal_lm_loss, masked_nll_sum};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -212,6 +214,17 @@ fn factor_cell_embeddings(map: &VarMap, tok: &tokenizers::Tokenizer, seed: u64) 
     Ok(())
 }
 
+/// A text split of the world (LLaVA JSON without images), read and validated by the datasets'
+/// own loader, so a malformed record fails here with its index and id.
+fn text_records(path: &Path) -> Result<Vec<Record>> {
+    let opts = LoadOptions {
+        check_images: false,
+        ..LoadOptions::default()
+    };
+    let folder = path.parent().unwrap_or(path);
+    Ok(load_llava_json(path, folder, &opts)?.records)
+}
+
 /// Trains the LM (and its tokenizer) on the world at `world`; saves config.json,
 /// model.safetensors and tokenizer.json into `out`. `None` when `hooks.stop_after` stopped it.
 pub fn train_lm(
@@ -277,16 +290,8 @@ pub fn train_lm(
     let text_tok = TextTokenizer::new(tok.clone())?.with_pad_id(PAD_ID);
     let (qa_train, qa_held) = match &summary.text {
         Some(text) if p.qa_batch > 0 => {
-            let path = world.join(&text.train);
-            let raw = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let records: Vec<LlavaRecord> = serde_json::from_str(&raw)
-                .with_context(|| format!("parsing {}", path.display()))?;
-            let path = world.join(&text.captions);
-            let raw = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let captions: Vec<LlavaRecord> = serde_json::from_str(&raw)
-                .with_context(|| format!("parsing {}", path.display()))?;
+            let records = text_records(&world.join(&text.train))?;
+            let captions = text_records(&world.join(&text.captions))?;
             let held = HeldoutQuestion::load_all(world, &summary)?;
             // The last captions are held out to score copying.
             let n_copy = (captions.len() / 10).min(COPY_HELDOUT);

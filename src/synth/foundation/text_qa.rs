@@ -8,8 +8,8 @@
 //! check a batched forward pass instead of a decode loop.
 
 use crate::model::llm::Llama;
-use crate::synth::{HeldoutQuestion, LlavaRecord};
-use crate::train::data::json::{Role, Turn};
+use crate::synth::HeldoutQuestion;
+use crate::train::data::json::{Record, Role, Turn};
 use crate::train::data::template::{Rendered, Template, TemplateKind};
 use crate::train::data::tokenize::{
     tokenize_conversation, tokenize_rendered, TextTokenizer, TokenBudget,
@@ -45,24 +45,12 @@ fn tokenize(tok: &TextTokenizer, template: &Template, turns: &[Turn]) -> Result<
 }
 
 /// The training conversations of the world's `text/train.json`.
-pub fn training_samples(tok: &TextTokenizer, records: &[LlavaRecord]) -> Result<Vec<QaSample>> {
+pub fn training_samples(tok: &TextTokenizer, records: &[Record]) -> Result<Vec<QaSample>> {
     let template = TEXT_TEMPLATE.template();
     records
         .iter()
         .map(|r| {
-            let turns: Vec<Turn> = r
-                .conversations
-                .iter()
-                .map(|t| {
-                    let role = if t.from == "human" {
-                        Role::Human
-                    } else {
-                        Role::Gpt
-                    };
-                    Turn::new(role, t.value.as_str())
-                })
-                .collect();
-            tokenize(tok, &template, &turns).with_context(|| format!("text record {}", r.id))
+            tokenize(tok, &template, &r.turns).with_context(|| format!("text record {}", r.id))
         })
         .collect()
 }
@@ -75,7 +63,7 @@ pub fn training_samples(tok: &TextTokenizer, records: &[LlavaRecord]) -> Result<
 /// held-out check that the LM copies a block, the skill stage-1 alignment leans on.
 pub fn caption_samples(
     tok: &TextTokenizer,
-    records: &[LlavaRecord],
+    records: &[Record],
     copy_only: bool,
 ) -> Result<Vec<QaSample>> {
     let budget = TokenBudget {
@@ -85,7 +73,7 @@ pub fn caption_samples(
     records
         .iter()
         .map(|r| {
-            let (block, caption) = match r.conversations.as_slice() {
+            let (block, caption) = match &*r.turns {
                 [b, c] => (&b.value, &c.value),
                 _ => anyhow::bail!("caption record {} needs one block and one caption", r.id),
             };
@@ -226,6 +214,7 @@ mod tests {
     use crate::synth::foundation::tokenizer::{add_words, train_tokenizer};
     use crate::synth::scene_text::{cell_tokens, text_record};
     use crate::synth::SynthConfig;
+    use crate::train::data::json::validate_record;
 
     fn tokenizer() -> TextTokenizer {
         let lines = [
@@ -245,8 +234,16 @@ mod tests {
     fn conversations_keep_the_block_and_supervise_answers_only() {
         let tok = tokenizer();
         let cfg = SynthConfig::default();
-        let records: Vec<LlavaRecord> = (0..20).map(|i| text_record(&cfg, i)).collect();
-        let samples = training_samples(&tok, &records).unwrap();
+        let records: Vec<_> = (0..20).map(|i| text_record(&cfg, i)).collect();
+        // Through the datasets' validation, as the LM reads `text/train.json`.
+        let validated: Vec<Record> = records
+            .iter()
+            .map(|r| {
+                let raw = serde_json::from_value(serde_json::to_value(r).unwrap()).unwrap();
+                validate_record(raw, std::path::Path::new("."), false).unwrap()
+            })
+            .collect();
+        let samples = training_samples(&tok, &validated).unwrap();
         let cells: Vec<u32> = cell_tokens()
             .iter()
             .map(|t| tok.inner().token_to_id(&t.text).unwrap())
