@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 /// Bump when a change to the generator changes its output for the same config, so that task keys
 /// built from (config, version) stop matching stale worlds.
-pub const GENERATOR_VERSION: &str = "mlvf-synth/4";
+pub const GENERATOR_VERSION: &str = "mlvf-synth/5";
 
 /// Smallest and largest supported image side in pixels: below 48 a five-character sign no longer
 /// fits, above 512 the world stops being "small".

@@ -594,6 +594,60 @@ pub fn absent_object<R: Rng>(scene: &Scene, rng: &mut R) -> (Color, Shape) {
     }
 }
 
+/// An absent (colour, shape) that shares its colour or its shape with a present object: the near
+/// miss a model that only half-sees the image says "yes" to (POPE's `popular` subset here).
+pub fn near_absent<R: Rng>(scene: &Scene, rng: &mut R) -> (Color, Shape) {
+    let mut near: Vec<(Color, Shape)> = Vec::new();
+    for o in &scene.objects {
+        for &c in &Color::ALL {
+            if !scene.has(c, o.shape) {
+                near.push((c, o.shape));
+            }
+        }
+        for &s in &Shape::ALL {
+            if !scene.has(o.color, s) {
+                near.push((o.color, s));
+            }
+        }
+    }
+    near.sort();
+    near.dedup();
+    if near.is_empty() {
+        absent_object(scene, rng)
+    } else {
+        *pick(rng, &near)
+    }
+}
+
+/// The colour of one present object with the shape of another, not present together: only a
+/// model that binds colour to shape says "no" (POPE's `adversarial` subset here). `None` when
+/// the scene allows no such pair (one object, or every swap present).
+pub fn unbound_absent<R: Rng>(scene: &Scene, rng: &mut R) -> Option<(Color, Shape)> {
+    let mut swapped: Vec<(Color, Shape)> = Vec::new();
+    for a in &scene.objects {
+        for b in &scene.objects {
+            if !scene.has(a.color, b.shape) {
+                swapped.push((a.color, b.shape));
+            }
+        }
+    }
+    swapped.sort();
+    swapped.dedup();
+    (!swapped.is_empty()).then(|| *pick(rng, &swapped))
+}
+
+/// The absent object an existence question asks about: uniform, near miss or unbound pair, a
+/// third each (the unbound pair falls back to a near miss). With uniform negatives alone, "is
+/// its shape there?" answers 80 % of the questions, and binding is never needed to lower the
+/// loss; POPE's popular and adversarial negatives then meet a model that never learned them.
+pub fn existence_negative<R: Rng>(scene: &Scene, rng: &mut R) -> (Color, Shape) {
+    match rng.random_range(0..3) {
+        0 => absent_object(scene, rng),
+        1 => near_absent(scene, rng),
+        _ => unbound_absent(scene, rng).unwrap_or_else(|| near_absent(scene, rng)),
+    }
+}
+
 /// A yes/no question of `family` whose correct answer is `truth`.
 pub fn yes_no<R: Rng>(scene: &Scene, family: Family, truth: bool, rng: &mut R) -> Option<YesNo> {
     let question = match family {
@@ -711,7 +765,7 @@ pub fn yes_no<R: Rng>(scene: &Scene, family: Family, truth: bool, rng: &mut R) -
                 let o = &scene.objects[random_object(scene, rng)?];
                 (o.color, o.shape)
             } else {
-                absent_object(scene, rng)
+                existence_negative(scene, rng)
             };
             let body = format!("{} {}", c.name(), s.name());
             format!(
@@ -816,6 +870,30 @@ mod tests {
             }
             assert!(produced > 10, "{family:?} produced only {produced}");
         }
+    }
+
+    /// Existence negatives are absent, and graded as POPE grades them: some share nothing with
+    /// the scene, some share one attribute, some pair a present colour with a present shape.
+    #[test]
+    fn existence_negatives_are_absent_and_include_near_misses_and_unbound_pairs() {
+        let (mut far, mut near, mut unbound) = (0, 0, 0);
+        for (i, s) in scenes(Layout::Grid).iter().enumerate() {
+            let mut rng = item_rng(3, "existence", i as u64);
+            let (c, sh) = existence_negative(s, &mut rng);
+            assert!(!s.has(c, sh), "{c:?} {sh:?} is in the scene");
+            let color_seen = s.objects.iter().any(|o| o.color == c);
+            let shape_seen = s.objects.iter().any(|o| o.shape == sh);
+            match (color_seen, shape_seen) {
+                (true, true) => unbound += 1,
+                (false, false) => far += 1,
+                _ => near += 1,
+            }
+        }
+        // 200 scenes, a third of each kind drawn (uniform draws sometimes land near).
+        assert!(
+            unbound >= 40 && near >= 40 && far >= 20,
+            "{far} {near} {unbound}"
+        );
     }
 
     #[test]

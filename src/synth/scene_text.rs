@@ -302,7 +302,7 @@ mod tests {
                 }
             }
         }
-        // Uniform over the held-out families: each near 300 / 6.
+        // Uniform over the held-out families: each near 300 / 5.
         for f in HELDOUT_FAMILIES {
             let n = families.get(&f).copied().unwrap_or(0);
             assert!((30..=75).contains(&n), "{}: {n} of 300", f.name());

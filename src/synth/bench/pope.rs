@@ -17,52 +17,14 @@
 use super::{BenchRecord, Unit};
 use crate::synth::config::SynthConfig;
 use crate::synth::prompts;
-use crate::synth::questions::{absent_object, Family};
-use crate::synth::rng::{pick, shuffle};
-use crate::synth::scene::{sample_scene, Layout, Scene, SceneSpec, SignChoice};
+use crate::synth::questions::{absent_object, near_absent, unbound_absent, Family};
+use crate::synth::rng::shuffle;
+use crate::synth::scene::{sample_scene, Layout, SceneSpec, SignChoice};
 use crate::synth::world::{article, Color, Shape};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 pub const SUBSETS: [&str; 3] = ["adversarial", "popular", "random"];
-
-/// The colour of one present object with the shape of another, not present together.
-fn unbound_absent(scene: &Scene, rng: &mut ChaCha8Rng) -> Option<(Color, Shape)> {
-    let mut swapped: Vec<(Color, Shape)> = Vec::new();
-    for a in &scene.objects {
-        for b in &scene.objects {
-            if !scene.has(a.color, b.shape) {
-                swapped.push((a.color, b.shape));
-            }
-        }
-    }
-    swapped.sort();
-    swapped.dedup();
-    (!swapped.is_empty()).then(|| *pick(rng, &swapped))
-}
-
-fn near_absent(scene: &Scene, rng: &mut ChaCha8Rng) -> (Color, Shape) {
-    let mut near: Vec<(Color, Shape)> = Vec::new();
-    for o in &scene.objects {
-        for &c in &Color::ALL {
-            if !scene.has(c, o.shape) {
-                near.push((c, o.shape));
-            }
-        }
-        for &s in &Shape::ALL {
-            if !scene.has(o.color, s) {
-                near.push((o.color, s));
-            }
-        }
-    }
-    near.sort();
-    near.dedup();
-    if near.is_empty() {
-        absent_object(scene, rng)
-    } else {
-        *pick(rng, &near)
-    }
-}
 
 fn question(c: Color, s: Shape) -> String {
     let body = format!("{} {}", c.name(), s.name());

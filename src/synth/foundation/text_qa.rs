@@ -99,7 +99,9 @@ pub fn caption_samples(
         .collect()
 }
 
-/// Held-out questions as one-turn conversations, with their families.
+/// Held-out questions as one-turn conversations, with their score groups: the family, and for a
+/// yes/no answer `family/answer` (`existence/yes`, `existence/no`), so a model that answers
+/// "yes" to everything shows as 100 on one and 0 on the other instead of hiding at 50.
 pub fn heldout_samples(
     tok: &TextTokenizer,
     questions: &[HeldoutQuestion],
@@ -114,7 +116,11 @@ pub fn heldout_samples(
             ];
             let s = tokenize(tok, &template, &turns)
                 .with_context(|| format!("held-out question {}", q.id))?;
-            Ok((s, q.family.clone()))
+            let group = match q.answer.as_str() {
+                "yes" | "no" => format!("{}/{}", q.family, q.answer),
+                _ => q.family.clone(),
+            };
+            Ok((s, group))
         })
         .collect()
 }
@@ -160,7 +166,9 @@ pub fn answer_loss(model: &Llama, samples: &[&QaSample], pad: u32) -> Result<Ten
 /// The family name of held-out block-copy samples (scored apart from the questions).
 pub const COPY_FAMILY: &str = "copy";
 
-/// Held-out exact match: overall (over the question families) and per family, on 0–100.
+/// Held-out exact match: overall (over the question families) and per family, on 0–100; a
+/// yes/no family also per answer (`existence/yes`: accuracy on the questions whose answer is
+/// yes).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LookupScore {
     pub overall: f64,
@@ -175,6 +183,8 @@ pub fn score(
     batch: usize,
 ) -> Result<LookupScore> {
     let mut per: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    // Copying a block is a skill of its own, not a question: reported beside, not averaged in.
+    let (mut hits, mut total) = (0, 0);
     for chunk in samples.chunks(batch.max(1)) {
         let refs: Vec<&QaSample> = chunk.iter().map(|(s, _)| s).collect();
         let (logits, target) = answer_logits(model, &refs, pad)?;
@@ -189,16 +199,22 @@ pub fn score(
             let n = s.labels[1..].iter().filter(|&&l| l != IGNORE_INDEX).count();
             let all = hit[k..k + n].iter().all(|&h| h == 1);
             k += n;
-            let e = per.entry(family.clone()).or_default();
-            e.0 += usize::from(all);
-            e.1 += 1;
+            let mut count = |group: &str| {
+                let e = per.entry(group.to_string()).or_default();
+                e.0 += usize::from(all);
+                e.1 += 1;
+            };
+            count(family);
+            // `existence/yes` counts towards `existence` too.
+            if let Some((parent, _)) = family.split_once('/') {
+                count(parent);
+            }
+            if family != COPY_FAMILY {
+                hits += usize::from(all);
+                total += 1;
+            }
         }
     }
-    // Copying a block is a skill of its own, not a question: reported beside, not averaged in.
-    let (hits, total) = per
-        .iter()
-        .filter(|(f, _)| f.as_str() != COPY_FAMILY)
-        .fold((0, 0), |(h, t), (_, &(a, b))| (h + a, t + b));
     Ok(LookupScore {
         overall: 100.0 * hits as f64 / total.max(1) as f64,
         by_family: per
@@ -226,6 +242,53 @@ mod tests {
         let words: Vec<String> = cell_tokens().into_iter().map(|t| t.text).collect();
         add_words(&mut tok, &words).unwrap();
         TextTokenizer::new(tok).unwrap()
+    }
+
+    /// A yes/no family is scored per answer too, and the family's score is the pooled one: a
+    /// model that answers every existence question alike shows as 100 / 0, not as a bare 50.
+    #[test]
+    fn yes_no_families_are_scored_per_answer_and_pooled() {
+        use crate::synth::foundation::lm::{lm_config, LmParams};
+        use candle_nn::{VarBuilder, VarMap};
+        let p = LmParams {
+            hidden: 16,
+            heads: 2,
+            kv_heads: 1,
+            intermediate: 32,
+            ..LmParams::default()
+        };
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let model = Llama::new(&lm_config(1, &p, 32), vb).unwrap();
+        let sample = |answer: u32| QaSample {
+            ids: vec![1, 5, 6, answer, 2],
+            labels: vec![
+                IGNORE_INDEX,
+                IGNORE_INDEX,
+                IGNORE_INDEX,
+                answer as i64,
+                IGNORE_INDEX,
+            ],
+        };
+        // Whatever the untrained model predicts after the prompt plays "yes": the "yes"
+        // questions are all hit, the "no" question missed.
+        let (logits, _) = answer_logits(&model, &[&sample(7)], 0).unwrap();
+        let yes_id = logits.argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap()[0];
+        let no_id = (yes_id + 1) % 32;
+        let samples: Vec<(QaSample, String)> = vec![
+            (sample(yes_id), "existence/yes".into()),
+            (sample(yes_id), "existence/yes".into()),
+            (sample(yes_id), "existence/yes".into()),
+            (sample(no_id), "existence/no".into()),
+            (sample(no_id), COPY_FAMILY.into()),
+        ];
+        let s = score(&model, &samples, 0, 2).unwrap();
+        assert_eq!(s.by_family["existence/yes"], 100.0, "{s:?}");
+        assert_eq!(s.by_family["existence/no"], 0.0, "{s:?}");
+        assert_eq!(s.by_family["existence"], 75.0, "{s:?}");
+        // The copy sample is reported beside, not averaged in.
+        assert_eq!(s.overall, 75.0, "{s:?}");
+        assert_eq!(s.by_family[COPY_FAMILY], 0.0, "{s:?}");
     }
 
     /// A text conversation reaches the LM with its nine cell tokens intact and only the answers
