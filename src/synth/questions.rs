@@ -622,7 +622,7 @@ pub fn near_absent<R: Rng>(scene: &Scene, rng: &mut R) -> (Color, Shape) {
 /// The colour of one present object with the shape of another, not present together: only a
 /// model that binds colour to shape says "no" (POPE's `adversarial` subset here). `None` when
 /// the scene allows no such pair (one object, or every swap present).
-pub fn unbound_absent<R: Rng>(scene: &Scene, rng: &mut R) -> Option<(Color, Shape)> {
+fn unbound_absent<R: Rng>(scene: &Scene, rng: &mut R) -> Option<(Color, Shape)> {
     let mut swapped: Vec<(Color, Shape)> = Vec::new();
     for a in &scene.objects {
         for b in &scene.objects {
@@ -636,6 +636,11 @@ pub fn unbound_absent<R: Rng>(scene: &Scene, rng: &mut R) -> Option<(Color, Shap
     (!swapped.is_empty()).then(|| *pick(rng, &swapped))
 }
 
+/// POPE's `adversarial` negative: an unbound pair where the scene allows one, else a near miss.
+pub fn adversarial_absent<R: Rng>(scene: &Scene, rng: &mut R) -> (Color, Shape) {
+    unbound_absent(scene, rng).unwrap_or_else(|| near_absent(scene, rng))
+}
+
 /// The absent object an existence question asks about: uniform, near miss or unbound pair, a
 /// third each (the unbound pair falls back to a near miss). With uniform negatives alone, "is
 /// its shape there?" answers 80 % of the questions, and binding is never needed to lower the
@@ -644,7 +649,7 @@ pub fn existence_negative<R: Rng>(scene: &Scene, rng: &mut R) -> (Color, Shape) 
     match rng.random_range(0..3) {
         0 => absent_object(scene, rng),
         1 => near_absent(scene, rng),
-        _ => unbound_absent(scene, rng).unwrap_or_else(|| near_absent(scene, rng)),
+        _ => adversarial_absent(scene, rng),
     }
 }
 

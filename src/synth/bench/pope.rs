@@ -17,7 +17,7 @@
 use super::{BenchRecord, Unit};
 use crate::synth::config::SynthConfig;
 use crate::synth::prompts;
-use crate::synth::questions::{absent_object, near_absent, unbound_absent, Family};
+use crate::synth::questions::{absent_object, adversarial_absent, near_absent, Family};
 use crate::synth::rng::shuffle;
 use crate::synth::scene::{sample_scene, Layout, SceneSpec, SignChoice};
 use crate::synth::world::{article, Color, Shape};
@@ -45,9 +45,7 @@ pub fn unit(cfg: &SynthConfig, index: usize, rng: &mut ChaCha8Rng) -> anyhow::Re
     for (k, subset) in SUBSETS.iter().enumerate() {
         let o = &scene.objects[present[k % present.len()]];
         let (nc, ns) = match *subset {
-            "adversarial" => {
-                unbound_absent(&scene, rng).unwrap_or_else(|| near_absent(&scene, rng))
-            }
+            "adversarial" => adversarial_absent(&scene, rng),
             "popular" => near_absent(&scene, rng),
             _ => absent_object(&scene, rng),
         };

@@ -23,6 +23,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Settings of a `synth:llama` model entry (`params`); depth is the entry's `layers`.
@@ -200,32 +201,36 @@ fn factor_cell_embeddings(
         };
         let (vocab, hidden) = var.as_tensor().dims2()?;
         let mut rows: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
-        // Word rows are read before any cell row is written (no cell token is a word's piece).
-        let words = rows.clone();
-        let factor = |part: &str| -> Result<Vec<f32>> {
-            if from_words {
-                if let Some(word) = factor_word(part) {
-                    return mean_row(&words, hidden, tok, &format!(" {word}"));
+        // Each factor once, read from the rows as initialised, before any cell row is written
+        // (no cell token is a word's piece).
+        let mut factors: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+        for part in factor_names() {
+            let word = factor_word(&part).filter(|_| from_words);
+            let value = match word {
+                Some(word) => mean_row(&rows, hidden, tok, &format!(" {word}"))?,
+                None => {
+                    let mut rng = super::rng_for(seed, &format!("cell-factor/{label}/{part}"));
+                    (0..hidden)
+                        .map(|_| super::normal(&mut rng) * 0.02)
+                        .collect()
                 }
-            }
-            let mut rng = super::rng_for(seed, &format!("cell-factor/{label}/{part}"));
-            Ok((0..hidden)
-                .map(|_| super::normal(&mut rng) * 0.02)
-                .collect())
-        };
+            };
+            factors.insert(part, value);
+        }
         for t in cell_tokens() {
             let id = tok.token_to_id(&t.text).with_context(|| {
                 format!("internal: cell token {} is not in the vocabulary", t.text)
             })? as usize;
             anyhow::ensure!(id < vocab, "cell token id {id} is outside {name}");
-            let mut parts = vec![factor(&format!("cell{}", t.cell))?];
-            match (t.color, t.shape) {
-                (Some(c), Some(s)) => {
-                    parts.push(factor(&format!("color{c}"))?);
-                    parts.push(factor(&format!("shape{s}"))?);
-                }
-                _ => parts.push(factor("empty")?),
-            }
+            let names = match (t.color, t.shape) {
+                (Some(c), Some(s)) => vec![
+                    format!("cell{}", t.cell),
+                    format!("color{c}"),
+                    format!("shape{s}"),
+                ],
+                _ => vec![format!("cell{}", t.cell), "empty".to_string()],
+            };
+            let parts: Vec<&Vec<f32>> = names.iter().map(|n| &factors[n]).collect();
             let row = &mut rows[id * hidden..(id + 1) * hidden];
             for (j, x) in row.iter_mut().enumerate() {
                 *x = parts.iter().map(|p| p[j]).sum();
@@ -238,6 +243,19 @@ fn factor_cell_embeddings(
         )?)?;
     }
     Ok(())
+}
+
+/// Every factor a cell token is built from: `cell0`…`cell8`, `color<i>`, `shape<i>`, `empty`.
+fn factor_names() -> Vec<String> {
+    use crate::synth::world::{Cell, Color, Shape};
+    let cells = (0..Cell::all().len()).map(|k| format!("cell{k}"));
+    let colors = (0..Color::ALL.len()).map(|k| format!("color{k}"));
+    let shapes = (0..Shape::ALL.len()).map(|k| format!("shape{k}"));
+    cells
+        .chain(colors)
+        .chain(shapes)
+        .chain(["empty".to_string()])
+        .collect()
 }
 
 /// The words that name a cell-token factor (`cell0` → "top left", `color0` → "red",
