@@ -383,6 +383,88 @@ fn mm_projector_lr_is_type_checked_and_suggested() {
     );
 }
 
+/// Every numeric stage setting with a domain: (section, field, a valid value, an invalid one,
+/// a word of the hint). The invalid value is reported at its file:line:col, whether a section
+/// sets it or a grid axis sweeps it; the valid one plans.
+const DOMAINS: [(&str, &str, &str, &str, &str); 22] = [
+    ("pretrain", "lr", "2e-5", "-2e-5", "1e-3"),
+    ("finetune", "lr", "2e-5", "0", "2e-5"),
+    ("finetune", "lr", "2e-5", "nan", "finite number"),
+    (
+        "finetune",
+        "mm_projector_lr",
+        "1e-3",
+        "-1e-3",
+        "leave it out",
+    ),
+    ("finetune", "weight_decay", "0.0", "-0.1", "0.0"),
+    ("finetune", "warmup_ratio", "0.03", "1.5", "warmup_steps"),
+    ("finetune", "warmup_ratio", "0.0", "-0.1", "[0, 1)"),
+    ("finetune", "batch", "1", "0", "set 1"),
+    ("pretrain", "grad_accum", "8", "0", "no accumulation"),
+    ("finetune", "epochs", "1", "0", "max_steps"),
+    ("finetune", "max_steps", "10", "0", "leave `max_steps` out"),
+    ("finetune", "max_len", "2048", "0", "2048"),
+    ("eval", "max_new_tokens", "16", "0", "16"),
+    ("eval", "temperature", "0.0", "-1", "greedy"),
+    ("eval", "temperature", "0.7", "inf", "finite number"),
+    ("eval", "num_beams", "1", "0", "greedy"),
+    ("eval", "batch", "8", "0", "default (16)"),
+    ("eval", "limit", "5", "0", "every sample"),
+    ("i_m", "init_std", "0.02", "0", "0.02"),
+    ("i_m", "init_std", "0.02", "-0.02", "0.02"),
+    ("pretrain", "max_len", "1", "0", "text + image"),
+    ("pretrain", "epochs", "2", "0", "max_steps"),
+];
+
+#[test]
+fn every_stage_setting_outside_its_domain_is_located_in_a_section() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (section, field, ok, bad, hint)) in DOMAINS.iter().enumerate() {
+        let body = |v: &str| GRID.replace("[grid]", &format!("[{section}]\n{field} = {v}\n[grid]"));
+        let good = write(dir.path(), &format!("ok{i}.toml"), &body(ok));
+        if let Err(e) = mlvf::plan::load_with_warnings(&good, None) {
+            panic!("[{section}] {field} = {ok} should plan: {e:#}");
+        }
+        let p = write(dir.path(), &format!("bad{i}.toml"), &body(bad));
+        let msg = plan_error(&p);
+        contains_all(
+            &msg,
+            &[
+                &pos(&p, &format!("{bad}\n[grid]")),
+                &format!("[{section}] `{field}`"),
+                hint,
+            ],
+        );
+    }
+}
+
+#[test]
+fn every_stage_setting_outside_its_domain_is_located_in_a_grid_axis() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (section, field, ok, bad, hint)) in DOMAINS.iter().enumerate() {
+        let axis = format!("\"{section}.{field}\" = [{ok}, {bad}]");
+        let p = write(
+            dir.path(),
+            &format!("axis{i}.toml"),
+            &format!("{GRID}{axis}\n"),
+        );
+        let msg = plan_error(&p);
+        contains_all(
+            &msg,
+            &[
+                &pos(&p, &format!("{bad}]\n")),
+                &format!("`{section}.{field}`"),
+                hint,
+            ],
+        );
+        assert!(
+            !msg.contains(&format!("= {ok}:")),
+            "the valid value {ok} was reported:\n{msg}"
+        );
+    }
+}
+
 #[test]
 fn an_eval_batch_of_zero_is_located() {
     let dir = tempfile::tempdir().unwrap();
@@ -448,6 +530,134 @@ fn unknown_or_repeated_controls_are_located() {
             "did you mean `controls`?",
             &pos(&p, "\"eval.controls\""),
             "not a grid axis",
+        ],
+    );
+}
+
+/// `[executor]` settings: (TOML lines, the value an error points at, words of its message).
+const EXECUTOR_ERRORS: [(&str, &str, &str); 9] = [
+    ("jobs = 0", "0\n", "runs at least one task at a time"),
+    (
+        "partiton = \"gpu\"",
+        "partiton",
+        "did you mean `partition`?",
+    ),
+    (
+        "kind = \"slurmm\"",
+        "\"slurmm\"",
+        "unknown variant `slurmm`",
+    ),
+    ("time = \"4h\"", "\"4h\"", "not a Slurm time limit"),
+    ("mem = \"64 GB\"", "\"64 GB\"", "not a memory size"),
+    ("cpus = 0", "0\n", "at least one CPU"),
+    (
+        "extra = [\"constraint=a100\"]",
+        "[\"constraint",
+        "not one sbatch option",
+    ),
+    ("poll_s = -1", "-1", "positive number of seconds"),
+    (
+        "max_array_size = 0",
+        "0\n",
+        "an array holds at least one job",
+    ),
+];
+
+#[test]
+fn executor_settings_are_checked_where_they_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (line, at, words)) in EXECUTOR_ERRORS.iter().enumerate() {
+        let p = write(
+            dir.path(),
+            &format!("e{i}.toml"),
+            &format!("{GRID}\n[executor]\n{line}\n"),
+        );
+        let msg = plan_error(&p);
+        let needle = format!("{line}\n");
+        let line_start = std::fs::read_to_string(&p).unwrap().find(&needle).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let offset = line_start + line.find(at.trim_end()).unwrap();
+        let l = text[..offset].matches('\n').count() + 1;
+        let c = offset - text[..offset].rfind('\n').map_or(0, |i| i + 1) + 1;
+        contains_all(&msg, &[&format!("{}:{l}:{c}", p.display()), words]);
+    }
+}
+
+#[test]
+fn executor_stage_overrides_name_real_stages_and_valid_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.toml",
+        &format!("{GRID}\n[executor.stage.train]\ngpus = 1\n"),
+    );
+    contains_all(
+        &plan_error(&p),
+        &[
+            "no stage called \"train\"",
+            "stages: prepare, encode, pretrain, finetune, eval",
+        ],
+    );
+    let p = write(
+        dir.path(),
+        "m2.toml",
+        &format!("{GRID}\n[executor.stage.eval]\ntime = \"half an hour\"\n"),
+    );
+    contains_all(
+        &plan_error(&p),
+        &[
+            "[executor.stage.eval] `time` = \"half an hour\"",
+            "HH:MM:SS",
+        ],
+    );
+}
+
+/// The executor reads `[executor]` from the plan, so settings a manifest inherits through
+/// `extends` reach it (they used to be read again from the child file alone).
+#[test]
+fn an_inherited_executor_reaches_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "parent.toml",
+        &format!("{GRID}\n[executor]\nkind = \"slurm\"\njobs = 3\ntime = \"01:00:00\"\n[executor.stage.eval]\ngpus = 0\n"),
+    );
+    let child = write_raw(
+        dir.path(),
+        "child.toml",
+        "extends = \"parent.toml\"\n[grid]\nseed = [0, 1]\n",
+    );
+    let (plan, _) = mlvf::plan::load_with_warnings(&child, None).unwrap();
+    let cfg = mlvf::exec::slurm::SlurmConfig::from_settings(&plan.executor);
+    assert_eq!(cfg.kind, mlvf::exec::slurm::ExecutorKind::Slurm);
+    assert_eq!(cfg.jobs, Some(3));
+    assert_eq!(
+        cfg.resources(mlvf::plan::StageKind::Eval).sbatch_options(),
+        ["--time=01:00:00"]
+    );
+    // And the plan's JSON carries it (what `mlvf run --plan-json` and Slurm workers read).
+    let json = serde_json::to_string(&plan).unwrap();
+    let back: mlvf::plan::Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.executor, plan.executor);
+}
+
+#[test]
+fn a_benchmark_answer_length_and_an_encode_budget_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = GRID.replace("[grid]", "[encode]\nenabled = true\nbudget_gb = -5\n[grid]");
+    let p = write(dir.path(), "m.toml", &body);
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("max_new_tokens = 16", "max_new_tokens = 0");
+    std::fs::write(&p, text).unwrap();
+    contains_all(
+        &plan_error(&p),
+        &[
+            &pos(&p, "-5"),
+            "[encode] `budget_gb` = -5",
+            "no limit",
+            &pos(&p, "0 }"),
+            "`max_new_tokens` = 0",
         ],
     );
 }

@@ -68,8 +68,8 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// A small study-shaped sweep (1 prepare, 3 pretrain, 6 eval) under `dir/<name>`, with a
-/// manifest whose `[executor]` polls fast.
+/// A small study-shaped sweep (1 prepare, 3 pretrain, 6 eval) under `dir/<name>`, with an
+/// `[executor]` that polls fast.
 fn sweep(dir: &Path, name: &str) -> (Plan, PathBuf) {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
@@ -81,13 +81,11 @@ fn sweep(dir: &Path, name: &str) -> (Plan, PathBuf) {
         &["gqa", "pope"],
         &[0],
     );
-    let manifest = d.join(format!("{name}.toml"));
-    std::fs::write(
-        &manifest,
-        "[executor]\nkind = \"slurm\"\npoll_s = 0.5\ncpus = 1\ntime = \"10\"\n",
-    )
-    .unwrap();
-    plan.manifest = manifest;
+    // The executor reads `[executor]` from the plan (as the manifest loader put it there).
+    let executor: toml::Table = "kind = \"slurm\"\npoll_s = 0.5\ncpus = 1\ntime = \"10\"\n"
+        .parse()
+        .unwrap();
+    plan.executor = toml::Value::Table(executor).try_into().unwrap();
     let json = save_plan(&d, &plan);
     (plan, json)
 }
@@ -95,7 +93,7 @@ fn sweep(dir: &Path, name: &str) -> (Plan, PathBuf) {
 fn local_reference(dir: &Path, plan: &Plan) -> Result<(Vec<String>, Vec<String>), Failed> {
     let mut r = plan.clone();
     r.store = dir.join("reference-store");
-    r.manifest = dir.join("none.toml");
+    r.executor = Default::default();
     let json = save_plan(&dir.join("ref"), &{
         std::fs::create_dir_all(dir.join("ref"))?;
         r.clone()

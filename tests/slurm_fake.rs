@@ -112,13 +112,12 @@ fn sweep(dir: &Path) -> (Plan, PathBuf) {
         &["gqa", "pope"],
         &[0],
     );
-    let manifest = dir.join("fake.toml");
-    std::fs::write(
-        &manifest,
-        "[executor]\npartition = \"gpu\"\nthrottle = 2\n[executor.stage.eval]\npartition = \"cpu\"\n",
-    )
-    .unwrap();
-    plan.manifest = manifest;
+    // The executor reads `[executor]` from the plan (as the manifest loader put it there).
+    let executor: toml::Table =
+        "partition = \"gpu\"\nthrottle = 2\n[stage.eval]\npartition = \"cpu\"\n"
+            .parse()
+            .unwrap();
+    plan.executor = toml::Value::Table(executor).try_into().unwrap();
     let json = save_plan(dir, &plan);
     (plan, json)
 }

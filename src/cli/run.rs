@@ -78,7 +78,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.plan_json.as_deref(),
         args.store.as_deref(),
     )?;
-    let slurm_cfg = crate::exec::slurm::SlurmConfig::from_manifest(&plan.manifest)?;
+    let slurm_cfg = crate::exec::slurm::SlurmConfig::from_settings(&plan.executor);
     let jobs = args.jobs.or(slurm_cfg.jobs).unwrap_or(1);
     if jobs == 0 {
         return Err(super::UserError("--jobs must be at least 1".into()).into());

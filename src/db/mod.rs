@@ -504,6 +504,7 @@ mod tests {
                 task("b", StageKind::Eval, vec!["a"]),
             ],
             tables: vec![],
+            executor: Default::default(),
         }
     }
 

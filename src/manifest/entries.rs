@@ -490,7 +490,19 @@ pub fn benchmark(e: &Entry, sources: &Sources, d: &mut Diagnostics) -> Option<Be
     let errors_before = d.errors.len();
     let source = source_of(t, &what, sources, d);
     let path = path_of(t, "path", &what, sources, d);
-    let max_new_tokens = read::uint(t, "max_new_tokens", &what, d).map(|x| x.0);
+    let max_new_tokens = read::uint(t, "max_new_tokens", &what, d).map(|(n, loc)| {
+        if n == 0 {
+            d.error(
+                &loc,
+                format!("{what}: `max_new_tokens` = 0: an answer needs at least one new token"),
+                Some(
+                    "lmms-eval's short-answer tasks use 16 or more; leave it out for [eval]'s"
+                        .into(),
+                ),
+            );
+        }
+        n
+    });
     let params = read::params(t, &what, d);
     match (&source, t.get("path")) {
         (Some(Source::Synth(_)), Some(p)) => d.error(

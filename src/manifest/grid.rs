@@ -152,6 +152,14 @@ fn is_scalar(n: &Node) -> bool {
 }
 
 /// The values of an axis: an array of scalars, or one scalar.
+/// A TOML `nan` or `inf`, which JSON (what settings and keys are made of) cannot hold.
+pub(crate) fn non_finite(n: &Node) -> Option<f64> {
+    match n.value {
+        Value::Float(f) if !f.is_finite() => Some(f),
+        _ => None,
+    }
+}
+
 fn values_of(name: &str, node: &Node, d: &mut Diagnostics) -> Vec<AxisValue> {
     let nodes: Vec<&Node> = match &node.value {
         Value::Array(a) => a.iter().collect(),
@@ -159,7 +167,13 @@ fn values_of(name: &str, node: &Node, d: &mut Diagnostics) -> Vec<AxisValue> {
     };
     let mut out = Vec::new();
     for n in nodes {
-        if is_scalar(n) {
+        if let Some(f) = non_finite(n) {
+            d.error(
+                &n.loc,
+                format!("axis `{name}`: {f} is not a finite number"),
+                Some("write a finite number (TOML's nan and inf are no setting's value)".into()),
+            );
+        } else if is_scalar(n) {
             out.push(AxisValue {
                 value: n.to_json(),
                 loc: n.loc.clone(),
@@ -442,6 +456,10 @@ pub fn check_value(axis: &str, v: &mut AxisValue, cat: &Catalog, d: &mut Diagnos
                 Err(stages::FieldError::Type(m)) => {
                     Err((format!("`{dotted}` = {}: {m}", v.value), None))
                 }
+                Err(stages::FieldError::Domain(m)) => Err((
+                    format!("`{dotted}` = {}: {}", v.value, m.message),
+                    Some(m.hint),
+                )),
                 Err(stages::FieldError::Unknown) => {
                     Err((format!("`{section}` has no field `{field}`"), None))
                 }

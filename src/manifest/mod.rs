@@ -7,6 +7,7 @@
 pub mod controls;
 pub mod diag;
 pub mod entries;
+pub mod executor;
 pub mod grid;
 mod read;
 pub mod source;
@@ -14,12 +15,13 @@ pub mod stages;
 
 pub use diag::{Diag, Diagnostics};
 pub use entries::{BenchmarkEntry, DataEntry, ModelEntry, ModelKind, Source};
+pub use executor::{ExecutorKind, ExecutorSettings};
 pub use grid::{CellAxes, GridSpec};
 pub use source::{Loc, Sources};
 pub use stages::{EvalSettings, ImageAspect, TrainSettings};
 
 use crate::plan::TableSpec;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use source::Table;
 use std::path::{Path, PathBuf};
 
@@ -38,15 +40,6 @@ pub struct EncodeSettings {
     pub enabled: bool,
     /// Disk budget for the cache in GB (None: unlimited). Not part of any key.
     pub budget_gb: Option<f64>,
-}
-
-/// `[executor]`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExecutorSpec {
-    /// `local` or `slurm`.
-    pub kind: String,
-    /// Every other key of `[executor]`, as written (Slurm resources etc.; read by the executor).
-    pub options: Map<String, Json>,
 }
 
 /// A loaded, checked manifest.
@@ -69,7 +62,7 @@ pub struct Manifest {
     /// visibility `full` | `causal`, `init_std`); read only by I_M cells.
     pub i_m: stages::CrossAttnConfig,
     pub encode: EncodeSettings,
-    pub executor: ExecutorSpec,
+    pub executor: ExecutorSettings,
     pub tables: Vec<TableSpec>,
     /// Every file read (for positions in messages).
     pub sources: Sources,
@@ -241,7 +234,7 @@ fn section<'t>(t: &'t Table, key: &str, d: &mut Diagnostics) -> Option<(&'t Tabl
 /// section that another reader handles (they are skipped here, and offered as suggestions).
 fn settings<T>(t: &Table, key: &str, base: T, elsewhere: &[&str], d: &mut Diagnostics) -> T
 where
-    T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone + stages::Domains,
 {
     let Some((tab, _)) = section(t, key, d) else {
         return base;
@@ -255,6 +248,14 @@ where
         .iter()
         .filter(|e| !elsewhere.contains(&e.key.as_str()))
     {
+        if let Some(f) = grid::non_finite(&e.node) {
+            d.error(
+                &e.node.loc,
+                format!("[{key}] `{}` = {f}: not a finite number", e.key),
+                Some("write a finite number (TOML's nan and inf are no setting's value)".into()),
+            );
+            continue;
+        }
         match stages::with_field(&cur, &e.key, &e.node.to_json()) {
             Ok(next) => cur = next,
             Err(stages::FieldError::Unknown) => d.error(
@@ -266,6 +267,11 @@ where
                 &e.node.loc,
                 format!("[{key}] `{}` = {}: {m}", e.key, e.node.to_json()),
                 diag::unquote_hint(&e.node.to_json()),
+            ),
+            Err(stages::FieldError::Domain(m)) => d.error(
+                &e.node.loc,
+                format!("[{key}] `{}` = {}: {}", e.key, e.node.to_json(), m.message),
+                Some(m.hint),
             ),
         }
     }
@@ -352,18 +358,6 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
         .map(|(e, _)| controls::parse(e, d))
         .unwrap_or_default();
     let i_m = settings(t, "i_m", stages::CrossAttnConfig::default(), &[], d);
-    if eval.batch == Some(0) {
-        if let Some(e) = section(t, "eval", d).and_then(|(e, _)| e.get("batch")) {
-            d.error(
-                &e.node.loc,
-                "[eval] `batch` = 0: at least one sample per generation batch".to_string(),
-                Some(
-                    "leave `batch` out for the default (16), or set 1 to answer one at a time"
-                        .into(),
-                ),
-            );
-        }
-    }
 
     let mut encode = EncodeSettings::default();
     if let Some((e, _)) = section(t, "encode", d) {
@@ -371,31 +365,19 @@ fn from_tree(path: &Path, t: &Table, sources: &Sources, d: &mut Diagnostics) -> 
         encode.enabled = read::boolean(e, "enabled", "[encode]", d)
             .map(|x| x.0)
             .unwrap_or(false);
-        encode.budget_gb = read::float(e, "budget_gb", "[encode]", d).map(|x| x.0);
-    }
-
-    let mut executor = ExecutorSpec {
-        kind: "local".into(),
-        options: Map::new(),
-    };
-    if let Some((e, _)) = section(t, "executor", d) {
-        if let Some((k, loc)) = read::string(e, "kind", "[executor]", d) {
-            if k != "local" && k != "slurm" {
+        encode.budget_gb = read::float(e, "budget_gb", "[encode]", d).map(|(gb, loc)| {
+            if !(gb.is_finite() && gb > 0.0) {
                 d.error(
                     &loc,
-                    format!("unknown executor `{k}`"),
-                    Some(diag::suggest(&k, &["local", "slurm"])),
+                    format!("[encode] `budget_gb` = {gb}: the cache's disk budget must be a positive number of GB"),
+                    Some("leave it out for no limit".into()),
                 );
             }
-            executor.kind = k;
-        }
-        executor.options = e
-            .entries
-            .iter()
-            .filter(|x| x.key != "kind")
-            .map(|x| (x.key.clone(), x.node.to_json()))
-            .collect();
+            gb
+        });
     }
+
+    let executor = settings(t, "executor", ExecutorSettings::default(), &[], d);
 
     // [grid]
     let mut grid = match section(t, "grid", d) {

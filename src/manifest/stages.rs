@@ -161,6 +161,129 @@ impl Default for EvalSettings {
     }
 }
 
+/// A settings struct whose numeric fields have domains (a learning rate is positive, a batch
+/// holds at least one sample): checked field by field as a manifest sets them, so `lr = -2e-5`
+/// is an error at its value, not a run that trains backwards or divides by zero hours later.
+pub trait Domains {
+    /// Why the value `field` now holds is outside its domain, with how to fix it; `None` when
+    /// it is inside (or the field has no numeric domain).
+    fn domain_error(&self, field: &str) -> Option<DomainError>;
+}
+
+/// A value outside its field's domain: what is wrong, and a hint that fixes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainError {
+    pub message: String,
+    pub hint: String,
+}
+
+fn out_of_domain(message: &str, hint: &str) -> Option<DomainError> {
+    Some(DomainError {
+        message: message.into(),
+        hint: hint.into(),
+    })
+}
+
+/// A positive, finite rate (learning rates, temperatures' cousins).
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+impl Domains for TrainSettings {
+    fn domain_error(&self, field: &str) -> Option<DomainError> {
+        match field {
+            "lr" if !positive(self.lr) => out_of_domain(
+                "the learning rate must be positive and finite",
+                "the paper uses 1e-3 to pretrain and 2e-5 to finetune",
+            ),
+            "mm_projector_lr" if self.mm_projector_lr.is_some_and(|x| !positive(x)) => {
+                out_of_domain(
+                    "the projector's learning rate must be positive and finite",
+                    "LLaVA's recipes set 2e-5 to 1e-3; leave it out to use `lr` for every weight",
+                )
+            }
+            "weight_decay" if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) => {
+                out_of_domain(
+                    "weight decay must be zero or positive",
+                    "LLaVA uses 0.0; 0.05 is the paper's pretraining value",
+                )
+            }
+            "warmup_ratio"
+                if self
+                    .warmup_ratio
+                    .is_some_and(|r| !(r.is_finite() && (0.0..1.0).contains(&r))) =>
+            {
+                out_of_domain(
+                    "warm-up as a fraction of the steps must lie in [0, 1)",
+                    "0.03 is LLaVA's; use `warmup_steps` for a length in steps",
+                )
+            }
+            "batch" if self.batch == 0 => {
+                out_of_domain("a batch holds at least one sample", "set 1 or more")
+            }
+            "grad_accum" if self.grad_accum == 0 => out_of_domain(
+                "at least one forward pass per optimiser step",
+                "set 1 for no accumulation",
+            ),
+            "epochs" if self.epochs == 0 => out_of_domain(
+                "at least one epoch",
+                "set 1, and `max_steps` to stop earlier",
+            ),
+            "max_steps" if self.max_steps == Some(0) => out_of_domain(
+                "a stage of 0 steps trains nothing",
+                "leave `max_steps` out to run the epochs, or set 1 or more",
+            ),
+            "max_len" if self.max_len == 0 => out_of_domain(
+                "samples need room for at least one token",
+                "LLaVA uses 2048; it bounds text + image tokens",
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl Domains for EvalSettings {
+    fn domain_error(&self, field: &str) -> Option<DomainError> {
+        match field {
+            "max_new_tokens" if self.max_new_tokens == 0 => out_of_domain(
+                "an answer needs at least one new token",
+                "lmms-eval's short-answer tasks use 16 or more",
+            ),
+            "temperature" if !(self.temperature.is_finite() && self.temperature >= 0.0) => {
+                out_of_domain(
+                    "the temperature must be zero (greedy) or positive",
+                    "lmms-eval runs LLaVA greedy: 0",
+                )
+            }
+            "num_beams" if self.num_beams == 0 => out_of_domain(
+                "at least one beam",
+                "1 is greedy search, as lmms-eval runs LLaVA",
+            ),
+            "batch" if self.batch == Some(0) => out_of_domain(
+                "at least one sample per generation batch",
+                "leave `batch` out for the default (16), or set 1 to answer one at a time",
+            ),
+            "limit" if self.limit == Some(0) => out_of_domain(
+                "a limit of 0 evaluates no sample",
+                "leave `limit` out to evaluate every sample",
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl Domains for CrossAttnConfig {
+    fn domain_error(&self, field: &str) -> Option<DomainError> {
+        match field {
+            "init_std" if !positive(self.init_std) => out_of_domain(
+                "the initialisation's standard deviation must be positive and finite",
+                "0.02 is the default (as for the LLM's own weights)",
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// The settings sections a dotted grid axis may name (`pretrain.lr`, `eval.limit`,
 /// `i_m.placement`, …).
 pub const STAGE_SECTIONS: [&str; 4] = ["pretrain", "finetune", "eval", "i_m"];
@@ -192,6 +315,7 @@ pub fn section_fields(section: &str) -> Vec<String> {
             f
         }
         "i_m" => field_names(&CrossAttnConfig::default()),
+        "executor" => field_names(&super::executor::ExecutorSettings::default()),
         _ => Vec::new(),
     }
 }
@@ -203,7 +327,7 @@ pub fn typed_field(
     field: &str,
     value: &serde_json::Value,
 ) -> Result<serde_json::Value, FieldError> {
-    fn typed<T: Serialize + DeserializeOwned>(
+    fn typed<T: Serialize + DeserializeOwned + Domains>(
         base: &T,
         field: &str,
         value: &serde_json::Value,
@@ -224,10 +348,13 @@ pub fn typed_field(
 pub enum FieldError {
     Unknown,
     Type(String),
+    /// The right type, outside the field's domain ([`Domains`]).
+    Domain(DomainError),
 }
 
-/// Sets one field of `base` to `value`, checking the field exists and the value has its type.
-pub fn with_field<T: Serialize + DeserializeOwned>(
+/// Sets one field of `base` to `value`, checking the field exists, the value has its type and
+/// lies in the field's domain.
+pub fn with_field<T: Serialize + DeserializeOwned + Domains>(
     base: &T,
     field: &str,
     value: &serde_json::Value,
@@ -252,14 +379,18 @@ pub fn with_field<T: Serialize + DeserializeOwned>(
             *slot = serde_json::Value::Null;
         }
     }
-    serde_json::from_value(json).map_err(|e| {
+    let set: T = serde_json::from_value(json).map_err(|e| {
         let msg = e.to_string();
         if !present && msg.starts_with("unknown field") {
             FieldError::Unknown
         } else {
             FieldError::Type(msg)
         }
-    })
+    })?;
+    match set.domain_error(field) {
+        Some(e) => Err(FieldError::Domain(e)),
+        None => Ok(set),
+    }
 }
 
 #[cfg(test)]

@@ -345,7 +345,7 @@ fn text<'c>(cell: &'c CellAxes, axis: &str) -> Option<&'c str> {
 }
 
 /// Settings with the cell's `<section>.*` axes applied.
-fn with_axes<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(
+fn with_axes<T: serde::Serialize + serde::de::DeserializeOwned + Clone + stages::Domains>(
     base: &T,
     cell: &CellAxes,
     section: &str,

@@ -46,6 +46,7 @@ pub fn load_with_warnings(
         cells: axes.into_iter().map(|axes| Cell { axes }).collect(),
         tasks,
         tables: m.tables.clone(),
+        executor: m.executor.clone(),
     };
     dag::check_order(&plan)?;
     Ok((plan, warnings))

@@ -138,4 +138,12 @@ pub struct Plan {
     /// Tasks in a topological order (every task after its deps).
     pub tasks: Vec<Task>,
     pub tables: Vec<TableSpec>,
+    /// The manifest's `[executor]` (left out of the JSON while it is the default, so plans
+    /// written before it existed read the same).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub executor: crate::manifest::ExecutorSettings,
+}
+
+fn is_default<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
 }

@@ -231,6 +231,7 @@ mod tests {
                 task("b", serde_json::json!({"control": "blank"}), vec!["e"]),
             ],
             tables: vec![],
+            executor: Default::default(),
         }
     }
 

@@ -207,6 +207,7 @@ pub fn fake_plan(
         store: store.to_path_buf(),
         cells,
         tasks,
+        executor: Default::default(),
         tables: vec![mlvf::plan::TableSpec {
             average: false,
             filter: Default::default(),

@@ -1,43 +1,12 @@
-//! The manifest's `[executor]` table, as the Slurm executor reads it.
-//!
-//! ```toml
-//! [executor]
-//! kind = "slurm"            # or "local" (the default)
-//! partition = "gpu"         # defaults for every stage ...
-//! time = "04:00:00"
-//! cpus = 8
-//! mem = "64G"
-//! gpus = 1                  # --gres=gpu:N
-//! account = "proj123"
-//! qos = "normal"
-//! extra = ["--constraint=a100"]     # more #SBATCH lines, verbatim
-//! setup = ["module load cuda/12.4"] # shell lines run before the worker
-//! signal_lead_s = 300       # --signal=B:USR1@300: checkpoint and requeue before the time limit
-//! throttle = 16             # at most 16 elements of an array run at once (--array=...%16)
-//! max_array_size = 1000     # the cluster's MaxArraySize - 1; bigger groups are split
-//! poll_s = 15               # how often `--wait` asks squeue
-//! mlvf = "/shared/bin/mlvf" # the mlvf the jobs run (default: this executable)
-//! jobs = 2                  # local executor: tasks at once when `--jobs` is not given
-//!
-//! [executor.stage.eval]     # ... overridden per stage
-//! gpus = 0
-//! time = "00:30:00"
-//! ```
+//! The Slurm executor's settings, built from the manifest's `[executor]`
+//! ([`crate::manifest::executor`], where its keys are documented and checked).
 
+pub use crate::manifest::executor::{ExecutorKind, Resources};
+use crate::manifest::ExecutorSettings;
 use crate::plan::StageKind;
-use anyhow::{bail, Context};
-use serde::Deserialize;
+use anyhow::bail;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-/// Which executor a manifest asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ExecutorKind {
-    #[default]
-    Local,
-    Slurm,
-}
+use std::path::PathBuf;
 
 impl ExecutorKind {
     /// Parses `local` / `slurm` (the `--executor` flag).
@@ -48,25 +17,6 @@ impl ExecutorKind {
             _ => bail!("unknown executor {s:?}: use `local` or `slurm`"),
         }
     }
-}
-
-/// What one array's jobs ask Slurm for. Unset fields are left to the cluster's defaults.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Resources {
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    pub qos: Option<String>,
-    /// `--time`, in any format sbatch takes (`MM`, `HH:MM:SS`, `D-HH`).
-    pub time: Option<String>,
-    /// `--cpus-per-task`.
-    pub cpus: Option<u32>,
-    /// `--mem` (e.g. `16G`).
-    pub mem: Option<String>,
-    /// GPUs per task, as `--gres=gpu:N` (0: none asked).
-    pub gpus: Option<u32>,
-    /// More `#SBATCH` lines, each a single option (e.g. `--constraint=a100`).
-    pub extra: Option<Vec<String>>,
 }
 
 impl Resources {
@@ -111,31 +61,6 @@ impl Resources {
         out.extend(self.extra.iter().flatten().cloned());
         out
     }
-}
-
-/// The raw `[executor]` table (flat defaults + `[executor.stage.<kind>]`).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawExecutor {
-    #[serde(default)]
-    kind: ExecutorKind,
-    #[serde(default)]
-    stage: BTreeMap<String, Resources>,
-    partition: Option<String>,
-    account: Option<String>,
-    qos: Option<String>,
-    time: Option<String>,
-    cpus: Option<u32>,
-    mem: Option<String>,
-    gpus: Option<u32>,
-    extra: Option<Vec<String>>,
-    setup: Option<Vec<String>>,
-    signal_lead_s: Option<u32>,
-    throttle: Option<u32>,
-    max_array_size: Option<u32>,
-    jobs: Option<usize>,
-    poll_s: Option<f64>,
-    mlvf: Option<PathBuf>,
 }
 
 /// The Slurm executor's settings.
@@ -189,87 +114,26 @@ impl SlurmConfig {
         }
     }
 
-    /// Parses an `[executor]` table; `origin` names it in errors.
-    pub fn from_table(table: &toml::Table, origin: &str) -> anyhow::Result<SlurmConfig> {
-        let raw: RawExecutor = toml::Value::Table(table.clone())
-            .try_into()
-            .with_context(|| format!("{origin}: bad [executor] table"))?;
-        let mut stages = BTreeMap::new();
-        for (name, res) in raw.stage.clone() {
-            let kind = StageKind::parse(&name).with_context(|| {
-                format!(
-                    "{origin}: [executor.stage.{name}]: no stage called {name:?} (stages: {})",
-                    StageKind::ALL.map(|k| k.as_str()).join(", ")
-                )
-            })?;
-            stages.insert(kind, res);
-        }
-        let d = raw;
+    /// The settings a manifest's `[executor]` asks for (checked when the manifest loaded),
+    /// with the executor's defaults for what it leaves out.
+    pub fn from_settings(e: &ExecutorSettings) -> SlurmConfig {
         let base = SlurmConfig::default();
-        let cfg = SlurmConfig {
-            kind: d.kind,
-            defaults: Resources {
-                partition: d.partition,
-                account: d.account,
-                qos: d.qos,
-                time: d.time,
-                cpus: d.cpus,
-                mem: d.mem,
-                gpus: d.gpus,
-                extra: d.extra,
-            },
-            stages,
-            setup: d.setup.unwrap_or_default(),
-            signal_lead_s: d.signal_lead_s.unwrap_or(base.signal_lead_s),
-            throttle: d.throttle.unwrap_or(0),
-            max_array_size: d.max_array_size.unwrap_or(base.max_array_size),
-            poll_s: d.poll_s.unwrap_or(base.poll_s),
-            mlvf: d.mlvf,
-            jobs: d.jobs,
-        };
-        if cfg.jobs == Some(0) {
-            bail!("{origin}: [executor] jobs must be at least 1");
-        }
-        if cfg.max_array_size == 0 {
-            bail!("{origin}: [executor] max_array_size must be at least 1");
-        }
-        if cfg.poll_s.is_nan() || cfg.poll_s <= 0.0 {
-            bail!("{origin}: [executor] poll_s must be positive");
-        }
-        for line in cfg.all_extra() {
-            if !line.starts_with('-') || line.contains('\n') {
-                bail!("{origin}: [executor] extra line {line:?} is not one sbatch option (like \"--constraint=a100\")");
-            }
-        }
-        Ok(cfg)
-    }
-
-    fn all_extra(&self) -> impl Iterator<Item = &String> {
-        self.defaults
-            .extra
+        let stages = e
+            .stage
             .iter()
-            .chain(self.stages.values().filter_map(|r| r.extra.as_ref()))
-            .flatten()
-    }
-
-    /// Reads `[executor]` from a manifest file; a manifest without one (or a path that is not
-    /// a file, as for hand-made plans) gives the defaults.
-    pub fn from_manifest(path: &Path) -> anyhow::Result<SlurmConfig> {
-        if !path.is_file() {
-            return Ok(SlurmConfig::default());
-        }
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let doc: toml::Table = text
-            .parse()
-            .with_context(|| format!("{} is not TOML", path.display()))?;
-        match doc.get("executor") {
-            None => Ok(SlurmConfig::default()),
-            Some(toml::Value::Table(t)) => SlurmConfig::from_table(t, &path.display().to_string()),
-            Some(_) => bail!(
-                "{}: `executor` must be a table ([executor])",
-                path.display()
-            ),
+            .filter_map(|(name, res)| Some((StageKind::parse(name)?, res.clone())))
+            .collect();
+        SlurmConfig {
+            kind: e.kind,
+            defaults: e.defaults(),
+            stages,
+            setup: e.setup.clone().unwrap_or_default(),
+            signal_lead_s: e.signal_lead_s.unwrap_or(base.signal_lead_s),
+            throttle: e.throttle.unwrap_or(base.throttle),
+            max_array_size: e.max_array_size.unwrap_or(base.max_array_size),
+            poll_s: e.poll_s.unwrap_or(base.poll_s),
+            mlvf: e.mlvf.clone(),
+            jobs: e.jobs,
         }
     }
 }
@@ -280,7 +144,8 @@ mod tests {
 
     fn parse(s: &str) -> anyhow::Result<SlurmConfig> {
         let doc: toml::Table = s.parse().unwrap();
-        SlurmConfig::from_table(doc["executor"].as_table().unwrap(), "m.toml")
+        let e: ExecutorSettings = doc["executor"].clone().try_into()?;
+        Ok(SlurmConfig::from_settings(&e))
     }
 
     #[test]
@@ -314,19 +179,11 @@ mod tests {
         );
     }
 
+    /// The manifest checks `[executor.stage.<name>]` against its own list of stage names:
+    /// the plan's stages, exactly.
     #[test]
-    fn typos_and_unknown_stages_are_named() {
-        let err = parse("[executor]\npartiton = \"gpu\"\n").unwrap_err();
-        assert!(format!("{err:#}").contains("partiton"), "{err:#}");
-        let err = parse("[executor.stage.train]\ngpus = 1\n").unwrap_err();
-        assert!(
-            format!("{err:#}").contains("no stage called \"train\""),
-            "{err:#}"
-        );
-        let err = parse("[executor]\nextra = [\"constraint=a100\"]\n").unwrap_err();
-        assert!(
-            format!("{err:#}").contains("not one sbatch option"),
-            "{err:#}"
-        );
+    fn the_manifests_stage_names_are_the_plans() {
+        let plan: Vec<&str> = StageKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(plan, crate::manifest::executor::STAGE_NAMES);
     }
 }
