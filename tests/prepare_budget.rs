@@ -4,7 +4,8 @@
 //!
 //! To measure other settings without editing the manifest, `MLVF_PARAMS` (a JSON object) is
 //! applied over the model entry's `params` and `MLVF_WORLD` over the world's, e.g.
-//! `MLVF_PARAMS='{"steps": 1000}' MLVF_WORLD='{"n_pretrain": 5000}'`.
+//! `MLVF_PARAMS='{"steps": 1000}' MLVF_WORLD='{"n_pretrain": 5000}'`; `MLVF_LAYERS=2` trains
+//! the LM with another depth than the entry's `layers`.
 
 use mlvf::model::vision::VisionArch;
 use mlvf::plan::config::ModelSpec;
@@ -129,15 +130,13 @@ fn quickstart_lm_beats_the_unigram_baseline_by_far() {
         metric: &mut metric,
         stop_after: None,
     };
-    let l = lm::train_lm(
-        llama.layers.unwrap(),
-        &lp,
-        &world,
-        &dir.path().join("out"),
-        &mut hooks,
-    )
-    .unwrap()
-    .unwrap();
+    let layers = std::env::var("MLVF_LAYERS")
+        .ok()
+        .map(|v| v.parse().expect("MLVF_LAYERS is a number"))
+        .unwrap_or(llama.layers.unwrap());
+    let l = lm::train_lm(layers, &lp, &world, &dir.path().join("out"), &mut hooks)
+        .unwrap()
+        .unwrap();
     eprintln!("llama: {}", serde_json::to_string(&l).unwrap());
     assert!(l.perplexity < 0.5 * l.unigram_perplexity, "{l:?}");
 }

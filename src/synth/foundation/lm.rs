@@ -66,6 +66,13 @@ pub struct LmParams {
     /// appears as a late phase change (research: Olsson et al. 2022); a decayed rate can stall
     /// the run on the plateau before it.
     pub cosine: bool,
+    /// Standard deviation of the normal initialisation of every linear layer's weights
+    /// (attention, MLP, output head); the input embeddings start at 0.02 whatever it is.
+    /// HF's `initializer_range` 0.02 is sized for 768-wide layers; at this LM's 128, lookup
+    /// came far later (tests/lookup_phase.rs, experiments/README.md). Left out of the
+    /// serialised settings at 0.02, so adding the option changed no existing key.
+    #[serde(skip_serializing_if = "is_hf_init_std")]
+    pub linear_init_std: f64,
     pub seed: u64,
 }
 
@@ -90,6 +97,7 @@ impl Default for LmParams {
             eval_every: 100,
             cosine: true,
             cell_init_from_words: false,
+            linear_init_std: 0.02,
             seed: 0,
         }
     }
@@ -98,7 +106,14 @@ impl Default for LmParams {
 impl LmParams {
     /// Reads the entry's `params` (the planner's `world` key is ignored).
     pub fn from_params(params: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
-        params_from(params, "synth llama")
+        let p: LmParams = params_from(params, "synth llama")?;
+        if !(p.linear_init_std.is_finite() && p.linear_init_std > 0.0) {
+            bail!(
+                "synth llama params: linear_init_std = {} must be positive (0.02 is HF's, 0.05 about PyTorch's default at width 128)",
+                p.linear_init_std
+            );
+        }
+        Ok(p)
     }
 }
 
@@ -242,6 +257,28 @@ fn factor_cell_embeddings(
             var.as_tensor().device(),
         )?)?;
     }
+    Ok(())
+}
+
+fn is_hf_init_std(std: &f64) -> bool {
+    *std == EMBED_INIT_STD
+}
+
+/// The input embeddings' initial standard deviation (HF's `initializer_range`).
+const EMBED_INIT_STD: f64 = 0.02;
+
+/// Multiplies the input embedding matrix by `factor`: after [`seeded_init`] drew it at the
+/// linear layers' std, this gives it [`EMBED_INIT_STD`] from the same seeded draw (a factor of
+/// 1 leaves it untouched).
+fn scale_embeddings_to(map: &VarMap, factor: f64) -> Result<()> {
+    if factor == 1.0 {
+        return Ok(());
+    }
+    let named = crate::train::optim::named_vars(map);
+    let Some((_, var)) = named.iter().find(|(n, _)| n == "model.embed_tokens.weight") else {
+        bail!("internal: the LM has no model.embed_tokens.weight");
+    };
+    var.set(&(var.as_tensor() * factor)?)?;
     Ok(())
 }
 
@@ -395,7 +432,8 @@ pub fn train_lm(
         &cfg,
         VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
     )?;
-    seeded_init(&map, p.seed, 0.02)?;
+    seeded_init(&map, p.seed, p.linear_init_std as f32)?;
+    scale_embeddings_to(&map, EMBED_INIT_STD / p.linear_init_std)?;
     factor_cell_embeddings(&map, &tok, p.seed, p.cell_init_from_words)?;
     let opt = Optim {
         steps: p.steps,
@@ -511,6 +549,24 @@ pub fn train_lm(
 mod tests {
     use super::*;
     use crate::train::data::template::VICUNA_V1_SYSTEM;
+
+    /// `linear_init_std` is checked when the plan reads the entry, and left out of the
+    /// serialised settings (what keys hash) at its default, so existing LM keys stand.
+    #[test]
+    fn linear_init_std_is_checked_and_keyless_at_its_default() {
+        let params = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let d = LmParams::from_params(&params(serde_json::json!({}))).unwrap();
+        let json = serde_json::to_value(&d).unwrap();
+        assert!(json.get("linear_init_std").is_none(), "{json}");
+        let p =
+            LmParams::from_params(&params(serde_json::json!({"linear_init_std": 0.05}))).unwrap();
+        assert_eq!(serde_json::to_value(&p).unwrap()["linear_init_std"], 0.05);
+        for bad in [0.0, -0.05] {
+            let e = LmParams::from_params(&params(serde_json::json!({"linear_init_std": bad})))
+                .unwrap_err();
+            assert!(format!("{e:#}").contains("must be positive"), "{e:#}");
+        }
+    }
 
     /// The tokenizer learns the system prompt every sample starts with: one piece per word or
     /// punctuation mark, not the byte-level crumbs of words the world's text never uses.
