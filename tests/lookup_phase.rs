@@ -143,6 +143,25 @@ fn question(objects: &[Object], rng: &mut impl Rng) -> Option<(String, String, &
     }
 }
 
+/// `ids` (`<s>`, context, answer) with `</s>` appended, the answer and `</s>` supervised.
+fn answer_supervised(mut ids: Vec<u32>, context: usize) -> QaSample {
+    ids.push(EOS);
+    let labels = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| if i >= context { id as i64 } else { -100 })
+        .collect();
+    QaSample { ids, labels }
+}
+
+/// The score group of a question: its family, and for a yes/no answer `family/answer`.
+fn score_group(family: &str, answer: &str) -> String {
+    match answer {
+        "yes" | "no" => format!("{family}/{answer}"),
+        _ => family.to_string(),
+    }
+}
+
 /// `<s> block question answer </s>`, the answer and `</s>` supervised.
 fn sample(v: &Vocab, rng: &mut impl Rng) -> (QaSample, String) {
     loop {
@@ -155,17 +174,7 @@ fn sample(v: &Vocab, rng: &mut impl Rng) -> (QaSample, String) {
         ids.extend(v.ids(&q));
         let context = ids.len();
         ids.extend(v.ids(&a));
-        ids.push(EOS);
-        let labels = ids
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| if i >= context { id as i64 } else { -100 })
-            .collect();
-        let group = match a.as_str() {
-            "yes" | "no" => format!("{group}/{a}"),
-            _ => group.to_string(),
-        };
-        return (QaSample { ids, labels }, group);
+        return (answer_supervised(ids, context), score_group(group, &a));
     }
 }
 
@@ -389,13 +398,7 @@ fn world(form: Block, one_lookup: bool, steps: u64) -> BTreeMap<String, f64> {
         for w in words(answer) {
             push(w, &mut ids);
         }
-        ids.push(EOS);
-        let labels = ids
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| if i >= context { id as i64 } else { -100 })
-            .collect();
-        (QaSample { ids, labels }, template(question))
+        (answer_supervised(ids, context), template(question))
     };
     let keep = |t: &str| !one_lookup || ONE_LOOKUP.contains(&t);
     let records: serde_json::Value = serde_json::from_str(&text("train.json")).unwrap();
@@ -415,13 +418,8 @@ fn world(form: Block, one_lookup: bool, steps: u64) -> BTreeMap<String, f64> {
         let q: serde_json::Value = serde_json::from_str(line).unwrap();
         let (prompt, answer) = (q["prompt"].as_str().unwrap(), q["answer"].as_str().unwrap());
         let (s, t) = encode(prompt, answer);
-        let family = q["family"].as_str().unwrap();
-        let group = match answer {
-            "yes" | "no" => format!("{family}/{answer}"),
-            _ => family.to_string(),
-        };
         if keep(&t) {
-            held.push((s, group));
+            held.push((s, score_group(q["family"].as_str().unwrap(), answer)));
         }
     }
     let label = format!(

@@ -52,6 +52,46 @@ pub struct SynthConfig {
     pub text_turns: usize,
     /// Held-out text scenes (one question each) on which the LM's lookup is scored.
     pub n_text_heldout: usize,
+    /// How a text scene's block (and an alignment caption's first line) writes the scene.
+    /// Left out of the serialised config at its default, so worlds from before it keep their keys.
+    #[serde(skip_serializing_if = "is_default")]
+    pub text_block: TextBlock,
+    /// Which questions text scenes ask (their held-out questions too).
+    #[serde(skip_serializing_if = "is_default")]
+    pub text_questions: TextQuestions,
+}
+
+fn is_default<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
+}
+
+/// The form of a text scene's block: nine tokens in raster order either way, one per grid cell,
+/// as a 3×3-patch tower gives nine visual tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextBlock {
+    /// `top_left/red_star top/empty …`: each token binds its cell with what it holds.
+    #[default]
+    Cells,
+    /// `red_star empty_cell …`: each token is what its cell holds, shared by every cell; where
+    /// it is, only by its place in the block — as a visual token is content plus a position.
+    /// On the world's own scenes and one-lookup questions an LM learned the lookup from this
+    /// form and not from `cells` (tests/lookup_phase.rs).
+    Contents,
+}
+
+/// The questions text scenes ask.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextQuestions {
+    /// Every text family, each referent named by the fewest attributes that single it out
+    /// (position included), counts by attribute too.
+    #[default]
+    All,
+    /// One lookup each: the colour of the only star, the shape of the only red object, where
+    /// the only star is, how many shapes there are, whether there is a red star. The lookup is
+    /// learned on these and not on the full mix (tests/lookup_phase.rs).
+    OneLookup,
 }
 
 impl Default for SynthConfig {
@@ -131,6 +171,8 @@ impl SynthConfig {
             n_text,
             text_turns: 4,
             n_text_heldout: if scale == Scale::Test { 30 } else { 600 },
+            text_block: TextBlock::Cells,
+            text_questions: TextQuestions::All,
         }
     }
 

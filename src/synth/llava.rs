@@ -137,7 +137,7 @@ pub fn pretrain_record(cfg: &SynthConfig, index: usize) -> anyhow::Result<ImageR
     let spec = training_spec(cfg, &mut rng);
     let scene = sample_scene(&mut rng, &spec);
     let instruction = *pick(&mut rng, &CAPTION_PROMPTS);
-    let text = super::scene_text::alignment_caption(&scene, &mut rng);
+    let text = super::scene_text::alignment_caption(&scene, cfg.text_block, &mut rng);
     let id = format!("pt{index:06}");
     let png = super::output::encode_png(&render(&scene, cfg.image_size))?;
     Ok(ImageRecord {

@@ -19,7 +19,7 @@
 //! size are not written, so text scenes draw every object solid and large, and no text question
 //! asks about either.
 
-use super::config::SynthConfig;
+use super::config::{SynthConfig, TextBlock, TextQuestions};
 use super::language::caption;
 use super::llava::IMAGE_TOKEN;
 use super::questions::{open, yes_no, Family};
@@ -42,6 +42,19 @@ pub const TEXT_FAMILIES: [Family; 5] = [
 /// What a grid cell without an object holds.
 pub const EMPTY_CELL: &str = "empty";
 
+/// The token of an empty cell in a [`TextBlock::Contents`] block (not a word of the world's
+/// language, so the tokenizer can keep it whole without splitting any text).
+pub const EMPTY_CONTENT: &str = "empty_cell";
+
+/// The token of what a cell holds in a [`TextBlock::Contents`] block: `red_star`, or
+/// [`EMPTY_CONTENT`]. The same token wherever the object stands: its cell is its place.
+pub fn content_token(object: Option<(Color, Shape)>) -> String {
+    match object {
+        Some((c, s)) => format!("{}_{}", c.name(), s.name()),
+        None => EMPTY_CONTENT.to_string(),
+    }
+}
+
 /// The token of `cell` holding `object` (colour, shape), or nothing: `top_left/red_star`,
 /// `center/empty`. Each token binds the cell with its content, as a patch token binds its
 /// position embedding with what the patch shows, so every question is one lookup: "what colour
@@ -55,12 +68,13 @@ pub fn cell_token(cell: Cell, object: Option<(Color, Shape)>) -> String {
     format!("{}/{content}", cell.name().replace(' ', "_"))
 }
 
-/// A cell token's parts, for initialising its embedding from shared factors: the cell (raster
-/// index), the colour and shape indices (`None` for an empty cell).
+/// A block token's parts, for initialising its embedding from shared factors: the cell (raster
+/// index; `None` for a content token, which no cell owns), the colour and shape indices (`None`
+/// for an empty cell).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CellToken {
     pub text: String,
-    pub cell: usize,
+    pub cell: Option<usize>,
     pub color: Option<usize>,
     pub shape: Option<usize>,
 }
@@ -73,7 +87,7 @@ pub fn cell_tokens() -> Vec<CellToken> {
             for (si, &s) in Shape::ALL.iter().enumerate() {
                 all.push(CellToken {
                     text: cell_token(cell, Some((c, s))),
-                    cell: k,
+                    cell: Some(k),
                     color: Some(ci),
                     shape: Some(si),
                 });
@@ -81,7 +95,7 @@ pub fn cell_tokens() -> Vec<CellToken> {
         }
         all.push(CellToken {
             text: cell_token(cell, None),
-            cell: k,
+            cell: Some(k),
             color: None,
             shape: None,
         });
@@ -89,8 +103,38 @@ pub fn cell_tokens() -> Vec<CellToken> {
     all
 }
 
-/// The nine cell tokens of a grid scene, space-separated in raster order.
-pub fn scene_block(scene: &Scene) -> String {
+/// Every content token: 48 colour–shape pairs + [`EMPTY_CONTENT`].
+pub fn content_tokens() -> Vec<CellToken> {
+    let mut all = Vec::new();
+    for (ci, &c) in Color::ALL.iter().enumerate() {
+        for (si, &s) in Shape::ALL.iter().enumerate() {
+            all.push(CellToken {
+                text: content_token(Some((c, s))),
+                cell: None,
+                color: Some(ci),
+                shape: Some(si),
+            });
+        }
+    }
+    all.push(CellToken {
+        text: content_token(None),
+        cell: None,
+        color: None,
+        shape: None,
+    });
+    all
+}
+
+/// The tokens a block of `form` is written in.
+pub fn block_tokens(form: TextBlock) -> Vec<CellToken> {
+    match form {
+        TextBlock::Cells => cell_tokens(),
+        TextBlock::Contents => content_tokens(),
+    }
+}
+
+/// The nine tokens of a grid scene in `form`, space-separated in raster order.
+pub fn scene_block(scene: &Scene, form: TextBlock) -> String {
     Cell::all()
         .into_iter()
         .map(|cell| {
@@ -99,7 +143,10 @@ pub fn scene_block(scene: &Scene) -> String {
                 .iter()
                 .find(|o| o.cell == cell)
                 .map(|o| (o.color, o.shape));
-            cell_token(cell, object)
+            match form {
+                TextBlock::Cells => cell_token(cell, object),
+                TextBlock::Contents => content_token(object),
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -165,13 +212,96 @@ pub fn text_record(cfg: &SynthConfig, index: usize) -> LlavaRecord {
     while pairs.len() < turns && tries < 4 * turns + 10 {
         tries += 1;
         let family = TEXT_FAMILIES[rng.random_range(0..TEXT_FAMILIES.len())];
-        if let Some(pair) = short_question(&scene, family, &mut rng) {
+        if let Some(pair) = text_question(&scene, family, cfg.text_questions, &mut rng) {
             if !pairs.iter().any(|(q, _)| *q == pair.0) {
                 pairs.push(pair);
             }
         }
     }
-    record(format!("tx{index:06}"), pairs, &scene_block(&scene))
+    if pairs.is_empty() {
+        // One-lookup questions can miss a scene whose objects all share a colour and a shape
+        // with another; every scene has objects to count.
+        let count = text_question(&scene, Family::Count, cfg.text_questions, &mut rng);
+        pairs.extend(count);
+    }
+    record(
+        format!("tx{index:06}"),
+        pairs,
+        &scene_block(&scene, cfg.text_block),
+    )
+}
+
+/// A question of `family` from the set `questions` names, with its short answer.
+fn text_question(
+    scene: &Scene,
+    family: Family,
+    questions: TextQuestions,
+    rng: &mut impl Rng,
+) -> Option<(String, String)> {
+    match questions {
+        TextQuestions::All => short_question(scene, family, rng),
+        TextQuestions::OneLookup => one_lookup_question(scene, family, rng),
+    }
+}
+
+/// One lookup of `family` (see [`TextQuestions::OneLookup`]) in the world's own phrasings, or
+/// `None` when the scene has no object the family can single out by one attribute.
+fn one_lookup_question(
+    scene: &Scene,
+    family: Family,
+    rng: &mut impl Rng,
+) -> Option<(String, String)> {
+    let objects = &scene.objects;
+    let unique_shape: Vec<_> = objects
+        .iter()
+        .filter(|o| scene.count_shape(o.shape) == 1)
+        .collect();
+    let unique_color: Vec<_> = objects
+        .iter()
+        .filter(|o| scene.count_color(o.color) == 1)
+        .collect();
+    let choose = |rng: &mut dyn rand::RngCore, pair: [String; 2]| {
+        let [a, b] = pair;
+        if rng.random_bool(0.5) {
+            a
+        } else {
+            b
+        }
+    };
+    match family {
+        Family::Color | Family::Position if !unique_shape.is_empty() => {
+            let o = unique_shape[rng.random_range(0..unique_shape.len())];
+            let s = o.shape.name();
+            Some(if family == Family::Color {
+                let q = [
+                    format!("What color is the {s}?"),
+                    format!("What is the color of the {s}?"),
+                ];
+                (choose(rng, q), o.color.name().to_string())
+            } else {
+                let q = [
+                    format!("Where is the {s} in the image?"),
+                    format!("In which part of the image is the {s}?"),
+                ];
+                (choose(rng, q), o.cell.name().to_string())
+            })
+        }
+        Family::Shape if !unique_color.is_empty() => {
+            let o = unique_color[rng.random_range(0..unique_color.len())];
+            let c = o.color.name();
+            let q = [
+                format!("What shape is the {c} object?"),
+                format!("Which shape is the {c} object?"),
+            ];
+            Some((choose(rng, q), o.shape.name().to_string()))
+        }
+        Family::Count if !objects.is_empty() => Some((
+            "How many shapes are there in the image?".to_string(),
+            objects.len().to_string(),
+        )),
+        Family::Existence => short_question(scene, family, rng),
+        _ => None,
+    }
 }
 
 /// One question of `family` about `scene` with its short answer, as (human turn, answer); yes/no
@@ -204,10 +334,10 @@ fn short_question(scene: &Scene, family: Family, rng: &mut impl Rng) -> Option<(
 /// copy a block (a head that attends a fixed distance back) tells each visual token, from the
 /// first step, which cell token it has to read as. It is also the dense, fully bound caption
 /// that lets a contrastive tower learn binding (research: Gurung et al. 2025).
-pub fn alignment_caption(scene: &Scene, rng: &mut impl Rng) -> String {
+pub fn alignment_caption(scene: &Scene, form: TextBlock, rng: &mut impl Rng) -> String {
     let text = caption(scene, rng);
     if scene.layout == Layout::Grid && scene.sign.is_none() {
-        format!("{}\n{text}", scene_block(scene))
+        format!("{}\n{text}", scene_block(scene, form))
     } else {
         text
     }
@@ -220,14 +350,14 @@ pub fn alignment_caption(scene: &Scene, rng: &mut impl Rng) -> String {
 pub fn caption_record(cfg: &SynthConfig, index: usize) -> LlavaRecord {
     let mut rng = item_rng(cfg.seed, "text-caption", index as u64);
     let scene = text_scene(cfg, &mut rng);
-    let text = alignment_caption(&scene, &mut rng);
+    let text = alignment_caption(&scene, cfg.text_block, &mut rng);
     LlavaRecord {
         id: format!("tc{index:06}"),
         image: None,
         conversations: vec![
             Turn {
                 from: "human".into(),
-                value: scene_block(&scene),
+                value: scene_block(&scene, cfg.text_block),
             },
             Turn {
                 from: "gpt".into(),
@@ -244,12 +374,13 @@ pub fn heldout_record(cfg: &SynthConfig, index: usize) -> (LlavaRecord, Family) 
     let family = HELDOUT_FAMILIES[rng.random_range(0..HELDOUT_FAMILIES.len())];
     loop {
         let scene = text_scene(cfg, &mut rng);
-        let pair = short_question(&scene, family, &mut rng);
+        let pair = text_question(&scene, family, cfg.text_questions, &mut rng);
         // Some scenes cannot carry some families (a relation needs two objects): draw another
         // scene, keeping the family, so the families stay uniform.
         if let Some(pair) = pair {
             let id = format!("th{index:06}");
-            return (record(id, vec![pair], &scene_block(&scene)), family);
+            let block = scene_block(&scene, cfg.text_block);
+            return (record(id, vec![pair], &block), family);
         }
     }
 }
@@ -273,7 +404,7 @@ mod tests {
         for i in 0..50 {
             let mut rng = item_rng(3, "block-test", i);
             let scene = text_scene(&cfg, &mut rng);
-            let block = scene_block(&scene);
+            let block = scene_block(&scene, TextBlock::Cells);
             let words: Vec<&str> = block.split(' ').collect();
             assert_eq!(words.len(), 9, "{block}");
             for o in &scene.objects {
@@ -283,6 +414,73 @@ mod tests {
             let empty = words.iter().filter(|w| w.ends_with(EMPTY_CELL)).count();
             assert_eq!(empty, 9 - scene.objects.len());
         }
+    }
+
+    #[test]
+    fn a_contents_block_has_what_each_cell_holds_in_raster_order() {
+        let cfg = SynthConfig {
+            text_block: TextBlock::Contents,
+            ..SynthConfig::default()
+        };
+        for i in 0..50 {
+            let r = text_record(&cfg, i);
+            let block = r.conversations[0].value.split('\n').next().unwrap();
+            let words: Vec<&str> = block.split(' ').collect();
+            assert_eq!(words.len(), 9, "{block}");
+            let tokens: Vec<String> = content_tokens().into_iter().map(|t| t.text).collect();
+            assert!(
+                words.iter().all(|w| tokens.contains(&w.to_string())),
+                "{block}"
+            );
+            assert!(!block.contains('/'), "no cell in a content token: {block}");
+        }
+    }
+
+    /// One-lookup questions name their referent by one attribute that singles it out, and their
+    /// answers are what the block says of it.
+    #[test]
+    fn one_lookup_questions_single_out_their_referent_by_one_attribute() {
+        let cfg = SynthConfig {
+            text_questions: TextQuestions::OneLookup,
+            text_turns: 1,
+            ..SynthConfig::default()
+        };
+        let mut families = std::collections::HashMap::new();
+        for i in 0..400 {
+            let mut rng = item_rng(cfg.seed, "text-train", i);
+            let scene = text_scene(&cfg, &mut rng);
+            let family = TEXT_FAMILIES[i as usize % TEXT_FAMILIES.len()];
+            let Some((q, a)) = one_lookup_question(&scene, family, &mut rng) else {
+                continue;
+            };
+            *families.entry(family).or_insert(0) += 1;
+            let named = |o: &crate::synth::scene::Object| match family {
+                Family::Shape => q.contains(&format!(" {} ", o.color.name())),
+                Family::Color | Family::Position => q.contains(&format!(" {}", o.shape.name())),
+                _ => false,
+            };
+            match family {
+                Family::Color | Family::Shape | Family::Position => {
+                    let matching: Vec<_> = scene.objects.iter().filter(|o| named(o)).collect();
+                    assert_eq!(
+                        matching.len(),
+                        1,
+                        "{q} in {}",
+                        scene_block(&scene, cfg.text_block)
+                    );
+                    let o = matching[0];
+                    let truth = match family {
+                        Family::Color => o.color.name(),
+                        Family::Shape => o.shape.name(),
+                        _ => o.cell.name(),
+                    };
+                    assert_eq!(a, truth, "{q}");
+                }
+                Family::Count => assert_eq!(a, scene.objects.len().to_string(), "{q}"),
+                _ => assert!(a == "yes" || a == "no", "{q}: {a}"),
+            }
+        }
+        assert_eq!(families.len(), TEXT_FAMILIES.len(), "{families:?}");
     }
 
     #[test]

@@ -44,14 +44,24 @@ fn tokenize(tok: &TextTokenizer, template: &Template, turns: &[Turn]) -> Result<
     })
 }
 
-/// The training conversations of the world's `text/train.json`.
-pub fn training_samples(tok: &TextTokenizer, records: &[Record]) -> Result<Vec<QaSample>> {
-    let template = TEXT_TEMPLATE.template();
+/// [`TEXT_TEMPLATE`], with its system prompt or without it (`USER: … ASSISTANT: …` alone).
+pub fn text_template(system_prompt: bool) -> Template {
+    let mut template = TEXT_TEMPLATE.template();
+    if !system_prompt {
+        template.system = "";
+    }
+    template
+}
+
+/// The training conversations of the world's `text/train.json`, rendered with `template`.
+pub fn training_samples(
+    tok: &TextTokenizer,
+    template: &Template,
+    records: &[Record],
+) -> Result<Vec<QaSample>> {
     records
         .iter()
-        .map(|r| {
-            tokenize(tok, &template, &r.turns).with_context(|| format!("text record {}", r.id))
-        })
+        .map(|r| tokenize(tok, template, &r.turns).with_context(|| format!("text record {}", r.id)))
         .collect()
 }
 
@@ -104,9 +114,9 @@ pub fn caption_samples(
 /// "yes" to everything shows as 100 on one and 0 on the other instead of hiding at 50.
 pub fn heldout_samples(
     tok: &TextTokenizer,
+    template: &Template,
     questions: &[HeldoutQuestion],
 ) -> Result<Vec<(QaSample, String)>> {
-    let template = TEXT_TEMPLATE.template();
     questions
         .iter()
         .map(|q| {
@@ -114,7 +124,7 @@ pub fn heldout_samples(
                 Turn::new(Role::Human, q.prompt.as_str()),
                 Turn::new(Role::Gpt, q.answer.as_str()),
             ];
-            let s = tokenize(tok, &template, &turns)
+            let s = tokenize(tok, template, &turns)
                 .with_context(|| format!("held-out question {}", q.id))?;
             let group = match q.answer.as_str() {
                 "yes" | "no" => format!("{}/{}", q.family, q.answer),
@@ -306,7 +316,7 @@ mod tests {
                 validate_record(raw, std::path::Path::new("."), false).unwrap()
             })
             .collect();
-        let samples = training_samples(&tok, &validated).unwrap();
+        let samples = training_samples(&tok, &text_template(true), &validated).unwrap();
         let cells: Vec<u32> = cell_tokens()
             .iter()
             .map(|t| tok.inner().token_to_id(&t.text).unwrap())
@@ -332,5 +342,31 @@ mod tests {
                 answers.replace("</s>", "")
             );
         }
+        // Without the system prompt: the same conversations, the prompt's tokens gone, the
+        // same answers supervised.
+        let bare = training_samples(&tok, &text_template(false), &validated).unwrap();
+        let prompt = tok
+            .inner()
+            .encode(TEXT_TEMPLATE.template().system, false)
+            .unwrap()
+            .len();
+        for (with, without) in samples.iter().zip(&bare) {
+            assert!(without.ids.len() + prompt / 2 < with.ids.len());
+            let answers = |s: &QaSample| -> Vec<i64> {
+                s.labels
+                    .iter()
+                    .copied()
+                    .filter(|&l| l != IGNORE_INDEX)
+                    .collect()
+            };
+            assert_eq!(answers(with), answers(without));
+        }
+        let ids: Vec<i64> = bare[0].ids.iter().map(|&i| i as i64).collect();
+        let text = tok.decode(&ids).unwrap();
+        assert!(!text.contains("curious"), "{text}");
+        assert!(
+            text.contains("USER:") && text.contains("ASSISTANT:"),
+            "{text}"
+        );
     }
 }
