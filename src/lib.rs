@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod db;
 pub mod device;
+pub mod error;
 pub mod eval;
 pub mod exec;
 pub mod layers;

@@ -14,14 +14,9 @@ pub mod status;
 pub mod synth;
 pub mod task;
 
+pub use crate::error::UserError;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-
-/// An error the user can fix (bad manifest, bad flag, unknown task): printed without a
-/// backtrace, exit code 2, and nothing is written.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UserError(pub String);
 
 #[derive(Parser, Debug)]
 #[command(

@@ -239,7 +239,12 @@ where
     let Some((tab, _)) = section(t, key, d) else {
         return base;
     };
-    let fields = stages::section_fields(key);
+    // Sections with options left out of their serialised defaults list them; every field of
+    // the others is in the defaults.
+    let mut fields = stages::section_fields(key);
+    if fields.is_empty() {
+        fields = stages::field_names(&base);
+    }
     let mut refs: Vec<&str> = fields.iter().map(String::as_str).collect();
     refs.extend(elsewhere);
     let mut cur = base;

@@ -315,7 +315,6 @@ pub fn section_fields(section: &str) -> Vec<String> {
             f
         }
         "i_m" => field_names(&CrossAttnConfig::default()),
-        "executor" => field_names(&super::executor::ExecutorSettings::default()),
         _ => Vec::new(),
     }
 }

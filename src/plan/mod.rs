@@ -12,11 +12,11 @@ pub mod task;
 
 pub use task::{Cell, Plan, StageKind, TableSpec, Task, TaskKey};
 
-use crate::cli::UserError;
+use crate::error::UserError;
 use std::path::Path;
 
 /// Loads a manifest, validates it and plans its sweep. Manifest errors come back as
-/// [`crate::cli::UserError`] (exit code 2) naming file:line:column; warnings go to the log.
+/// [`crate::error::UserError`] (exit code 2) naming file:line:column; warnings go to the log.
 pub fn load(manifest: &Path, store_override: Option<&Path>) -> anyhow::Result<Plan> {
     let (plan, warnings) = load_with_warnings(manifest, store_override)?;
     for w in warnings {

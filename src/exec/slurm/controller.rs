@@ -809,7 +809,7 @@ pub fn refuse_if_in_slurm(plan: &Plan) -> anyhow::Result<()> {
     if live.is_empty() {
         return Ok(());
     }
-    Err(crate::cli::UserError(format!(
+    Err(crate::error::UserError(format!(
         "{} task(s) of sweep {} are queued or running in Slurm (jobs {}{}); follow them with `mlvf run --executor slurm --wait`, or scancel them first",
         live.len(),
         plan.sweep,
