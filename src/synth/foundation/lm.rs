@@ -79,6 +79,14 @@ pub struct LmParams {
     /// (experiments/README.md). Left out of the serialised settings while true.
     #[serde(skip_serializing_if = "is_true")]
     pub text_system_prompt: bool,
+    /// A curriculum: the first this many steps train the lookup alone — text-scene questions
+    /// without the system prompt and no corpus rows — and from then on the questions carry the
+    /// system prompt (where `text_system_prompt`) and `batch` corpus rows join each step. The
+    /// lookup's phase change came without the prompt and not with it (experiments/README.md),
+    /// while every multimodal sample later starts with it. 0 (the default, left out of the
+    /// serialised settings) trains one stage.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lookup_stage_steps: u64,
     pub seed: u64,
 }
 
@@ -105,6 +113,7 @@ impl Default for LmParams {
             cell_init_from_words: false,
             linear_init_std: 0.02,
             text_system_prompt: true,
+            lookup_stage_steps: 0,
             seed: 0,
         }
     }
@@ -118,6 +127,12 @@ impl LmParams {
             bail!(
                 "synth llama params: linear_init_std = {} must be positive (0.02 is HF's, 0.05 about PyTorch's default at width 128)",
                 p.linear_init_std
+            );
+        }
+        if p.lookup_stage_steps > 0 && p.qa_batch == 0 {
+            bail!(
+                "synth llama params: lookup_stage_steps = {} trains text-scene questions alone, so it needs qa_batch ≥ 1",
+                p.lookup_stage_steps
             );
         }
         Ok(p)
@@ -271,6 +286,38 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+/// Which text stage a step trains: with `lookup_steps` > 0, stage 0 (text-scene questions
+/// without the system prompt, no corpus rows) before it and stage 1 (the full mix) from it on;
+/// otherwise stage 0 throughout, the full mix.
+struct Curriculum {
+    lookup_steps: u64,
+    corpus_batch: usize,
+}
+
+impl Curriculum {
+    fn in_lookup_stage(&self, step: u64) -> bool {
+        step < self.lookup_steps
+    }
+
+    /// Index into the per-stage sample lists (one list when there is one stage).
+    fn stage(&self, step: u64) -> usize {
+        usize::from(self.lookup_steps > 0 && !self.in_lookup_stage(step))
+    }
+
+    /// Corpus rows in the step's batch: none while the lookup trains alone.
+    fn corpus_rows(&self, step: u64) -> usize {
+        if self.in_lookup_stage(step) {
+            0
+        } else {
+            self.corpus_batch
+        }
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 fn is_hf_init_std(std: &f64) -> bool {
     *std == EMBED_INIT_STD
 }
@@ -419,7 +466,10 @@ pub fn train_lm(
 
     // Text scenes: conversations to train on, held-out questions to score.
     let text_tok = TextTokenizer::new(tok.clone())?.with_pad_id(PAD_ID);
-    let (qa_train, qa_held) = match &summary.text {
+    // Each stage's rendering of the same samples (one list when there is one stage), so the
+    // data order picks the same scenes whatever the stage.
+    let lookup_steps = p.lookup_stage_steps.min(p.steps);
+    let (qa_stages, held_stages) = match &summary.text {
         Some(text) if p.qa_batch > 0 => {
             let records = text_records(&world.join(&text.train))?;
             let captions = text_records(&world.join(&text.captions))?;
@@ -427,19 +477,35 @@ pub fn train_lm(
             // The last captions are held out to score copying.
             let n_copy = (captions.len() / 10).min(COPY_HELDOUT);
             let (cap_train, cap_held) = captions.split_at(captions.len() - n_copy);
-            let template = text_qa::text_template(p.text_system_prompt);
-            let mut samples = text_qa::training_samples(&text_tok, &template, &records)?;
-            samples.extend(text_qa::caption_samples(&text_tok, cap_train, false)?);
-            let mut held = text_qa::heldout_samples(&text_tok, &template, &held)?;
-            held.extend(
+            let caption_train = text_qa::caption_samples(&text_tok, cap_train, false)?;
+            let caption_held: Vec<(QaSample, String)> =
                 text_qa::caption_samples(&text_tok, cap_held, true)?
                     .into_iter()
-                    .map(|s| (s, text_qa::COPY_FAMILY.to_string())),
-            );
-            (samples, held)
+                    .map(|s| (s, text_qa::COPY_FAMILY.to_string()))
+                    .collect();
+            let mut prompts = vec![p.text_system_prompt];
+            if lookup_steps > 0 {
+                prompts.insert(0, false);
+            }
+            let (mut train, mut scored) = (Vec::new(), Vec::new());
+            for prompt in prompts {
+                let template = text_qa::text_template(prompt);
+                let mut samples = text_qa::training_samples(&text_tok, &template, &records)?;
+                samples.extend(caption_train.iter().cloned());
+                let mut held = text_qa::heldout_samples(&text_tok, &template, &held)?;
+                held.extend(caption_held.iter().cloned());
+                train.push(samples);
+                scored.push(held);
+            }
+            (train, scored)
         }
-        _ => (Vec::new(), Vec::new()),
+        _ => (vec![Vec::new()], vec![Vec::new()]),
     };
+    let curriculum = Curriculum {
+        lookup_steps,
+        corpus_batch: p.batch,
+    };
+    let (qa_train, qa_held) = (qa_stages.last().unwrap(), held_stages.last().unwrap());
 
     let cfg = lm_config(layers, p, vocab);
     let mut map = VarMap::new();
@@ -466,15 +532,18 @@ pub fn train_lm(
     let mut losses = Vec::new();
     let start = std::time::Instant::now();
     let finished = train_loop(&mut map, &opt, hooks, |step, metric| {
+        // Scored as the step's stage renders the questions; the last score with the final stage.
+        let stage = curriculum.stage(step);
+        let (qa_train, qa_held) = (&qa_stages[stage], &held_stages[stage]);
         if !qa_held.is_empty() && p.eval_every > 0 && step % p.eval_every == 0 && step > 0 {
-            let s = text_qa::score(&model, &qa_held, PAD_ID, 64)?;
+            let s = text_qa::score(&model, qa_held, PAD_ID, 64)?;
             metric("text_qa", Some(step), s.overall)?;
             for (family, v) in &s.by_family {
                 metric(&format!("text_qa/{family}"), Some(step), *v)?;
             }
         }
         let rows: Vec<&Vec<u32>> = order
-            .batch(step, p.batch)
+            .batch(step, curriculum.corpus_rows(step))
             .into_iter()
             .map(|i| &train_w[i])
             .collect();
@@ -496,7 +565,9 @@ pub fn train_lm(
                 None => l,
             });
         }
-        let loss = loss.context("llama params: batch and qa_batch are both 0")?;
+        let loss = loss.context(
+            "llama params: nothing to train on at this step (batch and qa_batch are 0, or qa_batch is 0 during lookup_stage_steps)",
+        )?;
         losses.push(loss.to_scalar::<f32>()? as f64);
         Ok(loss)
     })?;
@@ -507,7 +578,7 @@ pub fn train_lm(
     let text_qa = if qa_held.is_empty() {
         f64::NAN
     } else {
-        let s = text_qa::score(&model, &qa_held, PAD_ID, 64)?;
+        let s = text_qa::score(&model, qa_held, PAD_ID, 64)?;
         (hooks.metric)("text_qa", Some(p.steps), s.overall)?;
         for (family, v) in &s.by_family {
             (hooks.metric)(&format!("text_qa/{family}"), None, *v)?;
@@ -582,6 +653,43 @@ mod tests {
                 .unwrap_err();
             assert!(format!("{e:#}").contains("must be positive"), "{e:#}");
         }
+    }
+
+    /// `lookup_stage_steps` is keyless at 0 (existing LM keys stand), needs text-scene
+    /// questions to train on, and splits the steps: the lookup alone (no corpus rows, stage 0)
+    /// before it, the full mix (stage 1) from it on.
+    #[test]
+    fn the_lookup_stage_is_checked_keyless_at_zero_and_splits_the_steps() {
+        let params = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let d = LmParams::from_params(&params(serde_json::json!({}))).unwrap();
+        assert!(serde_json::to_value(&d)
+            .unwrap()
+            .get("lookup_stage_steps")
+            .is_none());
+        let e = LmParams::from_params(&params(
+            serde_json::json!({"lookup_stage_steps": 100, "qa_batch": 0}),
+        ))
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("needs qa_batch"), "{e:#}");
+        let p = LmParams::from_params(&params(
+            serde_json::json!({"lookup_stage_steps": 100, "qa_batch": 8}),
+        ))
+        .unwrap();
+        assert_eq!(serde_json::to_value(&p).unwrap()["lookup_stage_steps"], 100);
+
+        let staged = Curriculum {
+            lookup_steps: 100,
+            corpus_batch: 4,
+        };
+        assert_eq!((staged.stage(0), staged.corpus_rows(0)), (0, 0));
+        assert_eq!((staged.stage(99), staged.corpus_rows(99)), (0, 0));
+        assert_eq!((staged.stage(100), staged.corpus_rows(100)), (1, 4));
+        let single = Curriculum {
+            lookup_steps: 0,
+            corpus_batch: 4,
+        };
+        assert_eq!((single.stage(0), single.corpus_rows(0)), (0, 4));
+        assert_eq!((single.stage(5000), single.corpus_rows(5000)), (0, 4));
     }
 
     /// The tokenizer learns the system prompt every sample starts with: one piece per word or
