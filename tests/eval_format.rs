@@ -204,6 +204,33 @@ fn primary_must_be_a_metric_of_the_scorer() {
     );
 }
 
+/// A manifest written by another tool may leave `report` out: it defaults to the scorer's
+/// lmms-eval headline metric on the paper's scale, and an explicit one is still checked.
+#[test]
+fn a_missing_report_defaults_to_the_scorers_headline_metric() {
+    let (_t, dir) = scratch("gqa_mini");
+    edit_manifest(&dir, |m| {
+        m.as_object_mut().unwrap().remove("report");
+    });
+    let b = Benchmark::load(&dir).unwrap();
+    assert_eq!(b.manifest.report.primary, "exact_match");
+    assert_eq!(b.manifest.report.scale, 100.0, "a fraction goes to 0–100");
+    let (_t2, mme) = scratch("mme_mini");
+    edit_manifest(&mme, |m| {
+        m.as_object_mut().unwrap().remove("report");
+    });
+    let b = Benchmark::load(&mme).unwrap();
+    assert_eq!(
+        (b.manifest.report.primary.as_str(), b.manifest.report.scale),
+        ("mme_perception_score", 1.0),
+        "MME's sums are reported as they are"
+    );
+    edit_manifest(&dir, |m| {
+        m["report"] = serde_json::json!({"primary": ""});
+    });
+    assert!(load_err(&dir).contains("report.primary"));
+}
+
 #[test]
 fn wrong_format_id_is_rejected() {
     let (_t, dir) = scratch("gqa_mini");

@@ -59,12 +59,14 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
             m.scorer_version = Some(v.clone());
         }
         let scorer = bench.scorer().map_err(user)?;
-        // A different scorer may not have the manifest's primary metric: take its first one.
+        // A different scorer may not have the manifest's primary metric: take its default.
         if !scorer
             .metric_names()
             .contains(&bench.manifest.report.primary.as_str())
         {
-            bench.manifest.report.primary = scorer.metric_names()[0].to_string();
+            let (primary, scale) = scorer.default_report();
+            bench.manifest.report.primary = primary.to_string();
+            bench.manifest.report.scale = scale;
         }
     }
     if !args.predictions.is_file() {

@@ -47,7 +47,10 @@ pub struct BenchmarkManifest {
     /// Informational list of aggregations (`[{"name": "exact_match", "fn": "mean"}]`).
     #[serde(default)]
     pub aggregates: Vec<Value>,
-    /// Which metric the study reports for this benchmark, and how to scale it for tables.
+    /// Which metric the study reports for this benchmark, and how to scale it for tables. Left
+    /// out, it is the scorer's default ([`scorers::Scorer::default_report`]: its lmms-eval
+    /// headline metric, scaled to 0–100), so a benchmark written by another tool loads.
+    #[serde(default = "ReportSpec::unset")]
     pub report: ReportSpec,
     /// Hex SHA-256 of `data.jsonl`; verified on load when present.
     #[serde(default)]
@@ -86,6 +89,21 @@ pub struct ReportSpec {
 
 fn default_scale() -> f64 {
     1.0
+}
+
+impl ReportSpec {
+    /// The marker of a manifest that has no `report` (a NaN scale, which JSON cannot write):
+    /// [`Benchmark::load`] replaces it with the scorer's default.
+    fn unset() -> ReportSpec {
+        ReportSpec {
+            primary: String::new(),
+            scale: f64::NAN,
+        }
+    }
+
+    fn is_unset(&self) -> bool {
+        self.primary.is_empty() && self.scale.is_nan()
+    }
 }
 
 /// Serialises a float with no fractional part (and within ±2^53, where that is exact) as an
@@ -195,8 +213,9 @@ impl Benchmark {
                 manifest_path.display()
             )
         })?;
-        let manifest: BenchmarkManifest = serde_json::from_str(&text)
+        let mut manifest: BenchmarkManifest = serde_json::from_str(&text)
             .with_context(|| format!("{}: invalid manifest", manifest_path.display()))?;
+        default_report(&mut manifest, &manifest_path)?;
         validate_manifest(&manifest, &manifest_path)?;
 
         let data_path = dir.join("data.jsonl");
@@ -334,6 +353,20 @@ fn to_rgb8_like_pil(img: DynamicImage) -> image::RgbImage {
         // LA and L (palette images arrive already expanded by the decoder).
         other => other.to_rgb8(),
     }
+}
+
+/// Fills a manifest's missing `report` from its scorer's default.
+fn default_report(m: &mut BenchmarkManifest, path: &Path) -> Result<()> {
+    if m.report.is_unset() {
+        let scorer =
+            scorers::build(m).with_context(|| format!("{}: field `scorer`", path.display()))?;
+        let (primary, scale) = scorer.default_report();
+        m.report = ReportSpec {
+            primary: primary.to_string(),
+            scale,
+        };
+    }
+    Ok(())
 }
 
 fn validate_manifest(m: &BenchmarkManifest, path: &Path) -> Result<()> {

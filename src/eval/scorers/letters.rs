@@ -379,6 +379,10 @@ impl Scorer for MmvpLetter {
     fn metric_names(&self) -> &'static [&'static str] {
         &["mmvp_accuracy", "mmvp_pair_accuracy"]
     }
+    /// MMVP's headline is the pair accuracy (both images of a pair right).
+    fn default_report(&self) -> (&'static str, f64) {
+        ("mmvp_pair_accuracy", 100.0)
+    }
     fn score(&self, sample: &Sample, response: &str, _: &mut ScoreContext) -> Result<Scored> {
         let pred = response.trim();
         let letter = mmvp_letter(pred);
@@ -426,6 +430,10 @@ impl Scorer for CvBenchLetter {
     }
     fn metric_names(&self) -> &'static [&'static str] {
         &["cv_bench_acc", "cv_bench_official"]
+    }
+    /// CV-Bench's official score averages its 2D and 3D halves.
+    fn default_report(&self) -> (&'static str, f64) {
+        ("cv_bench_official", 100.0)
     }
     fn score(&self, sample: &Sample, response: &str, _: &mut ScoreContext) -> Result<Scored> {
         let letter = cvbench_letter(response);

@@ -97,6 +97,10 @@ impl Scorer for MmbenchCircular {
     fn metric_names(&self) -> &'static [&'static str] {
         &["gpt_eval_score", "circular_accuracy", "vanilla_accuracy"]
     }
+    /// lmms-eval's `gpt_eval_score` is already a percentage.
+    fn default_report(&self) -> (&'static str, f64) {
+        ("gpt_eval_score", 1.0)
+    }
     fn score(&self, sample: &Sample, response: &str, _: &mut ScoreContext) -> Result<Scored> {
         let pred = response.trim();
         let options = lettered_options(sample);

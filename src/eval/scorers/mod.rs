@@ -94,6 +94,14 @@ pub trait Scorer: Send + Sync {
     /// Metrics this scorer always emits (a manifest's `report.primary` must be one of them);
     /// aggregation may add breakdown keys such as `category/<name>`.
     fn metric_names(&self) -> &'static [&'static str];
+    /// The `report` a benchmark manifest without one gets: lmms-eval's headline metric for this
+    /// scorer and the factor that puts it on the scale papers print (100 for a fraction; MME's
+    /// sums and MMBench's percentages as they are, OCRBench out of 1000), the same choice
+    /// `scripts/export_lmms_task.py` writes. Unless a scorer says otherwise, its first metric,
+    /// a fraction.
+    fn default_report(&self) -> (&'static str, f64) {
+        (self.metric_names()[0], 100.0)
+    }
     /// Whether the aggregation pairs samples by `group` (MME images, MMBench circular copies,
     /// MMVP pairs): then a group with any unanswered member is left out of scoring entirely.
     fn needs_complete_groups(&self) -> bool {

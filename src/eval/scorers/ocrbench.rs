@@ -59,6 +59,10 @@ impl Scorer for OcrBench {
     fn metric_names(&self) -> &'static [&'static str] {
         &["ocrbench_accuracy", "ocrbench_score", "ocrbench_mean"]
     }
+    /// OCRBench is reported as the number right out of its 1000 questions.
+    fn default_report(&self) -> (&'static str, f64) {
+        ("ocrbench_accuracy", 1000.0)
+    }
     fn score(&self, sample: &Sample, response: &str, _: &mut ScoreContext) -> Result<Scored> {
         let pred = response.trim();
         let ok = ocrbench_correct(

@@ -78,6 +78,11 @@ impl Scorer for MmeYesNo {
             "mme_total_score",
         ]
     }
+    /// MME's perception score is a sum (acc + acc+ over its categories, up to 2000), reported
+    /// as it is.
+    fn default_report(&self) -> (&'static str, f64) {
+        ("mme_perception_score", 1.0)
+    }
     fn score(&self, sample: &Sample, response: &str, _: &mut ScoreContext) -> Result<Scored> {
         let category = sample.category.as_deref().unwrap_or("");
         let Some(metric) = mme_kind(category) else {
@@ -229,6 +234,9 @@ impl Scorer for PopeExact {
             "pope_pred_yes_ratio",
             "pope_f1_subset_mean",
         ]
+    }
+    fn default_report(&self) -> (&'static str, f64) {
+        ("pope_f1_score", 100.0)
     }
     fn score(&self, sample: &Sample, response: &str, _: &mut ScoreContext) -> Result<Scored> {
         let pred = response.to_lowercase().trim().to_string();
