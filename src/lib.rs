@@ -4,7 +4,9 @@
 //! manifest → grid cells → task DAG (content keys) → executor → `mlvf task run KEY` → stage →
 //! published task dir → SQLite → tables.
 
+pub mod atomic;
 pub mod cli;
+pub mod data;
 pub mod db;
 pub mod device;
 pub mod error;
@@ -18,4 +20,5 @@ pub mod report;
 pub mod stages;
 pub mod store;
 pub mod synth;
+pub mod task;
 pub mod train;

@@ -169,7 +169,17 @@ fn save_writes_the_hf_layout_and_reloads_identically() {
         .save(&out, Some(&fixture_dir("tiny-tied").join("tokenizer.json")))
         .unwrap();
     assert_eq!(files.weights, vec![out.join("model.safetensors")]);
-    assert!(files.tokenizer.is_some() && !out.join(".model.safetensors.tmp").exists());
+    assert!(files.tokenizer.is_some());
+    // Written atomically: nothing but the model's files is left in the folder.
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["config.json", "model.safetensors", "tokenizer.json"]
+    );
     let back = Llama::load(&files, DType::F32, &Device::Cpu).unwrap();
     assert_eq!(back.config(), &cfg);
     let ids = Tensor::new(&[[1u32, 5, 9, 200, 17]], &Device::Cpu).unwrap();

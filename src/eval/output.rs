@@ -4,9 +4,8 @@
 
 use crate::eval::format::Benchmark;
 use crate::eval::scoring::ScoreReport;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{json, Map, Value};
-use std::io::Write;
 use std::path::Path;
 
 /// What produced the predictions (lmms-eval's `config` block); all optional.
@@ -134,19 +133,7 @@ pub fn write_results_json(
     write_atomic(path, text.as_bytes())
 }
 
-/// Write to `<path>.tmp`, fsync, rename over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
-}
+pub use crate::atomic::write_atomic;
 
 /// `YYYYMMDD_HHMMSS` in UTC, lmms-eval's date id.
 pub fn utc_date_id() -> String {

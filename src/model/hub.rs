@@ -367,17 +367,18 @@ pub fn save_model_dir(
     if map.len() != tensors.len() {
         bail!("duplicate tensor names when saving {}", dir.display());
     }
-    let tmp = dir.join(format!(".{SINGLE}.tmp"));
-    candle_core::safetensors::save(&map, &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(SINGLE))?;
+    crate::atomic::write_atomic_via(&dir.join(SINGLE), |tmp| {
+        Ok(candle_core::safetensors::save(&map, tmp)?)
+    })?;
     let text = serde_json::to_string_pretty(config)?;
-    std::fs::write(dir.join(CONFIG), text)
-        .with_context(|| format!("cannot write {}", dir.join(CONFIG).display()))?;
+    crate::atomic::write_atomic(&dir.join(CONFIG), text.as_bytes())?;
     if let Some(t) = tokenizer {
         if t != dir.join(TOKENIZER) {
-            std::fs::copy(t, dir.join(TOKENIZER))
-                .with_context(|| format!("cannot copy {} into {}", t.display(), dir.display()))?;
+            crate::atomic::write_atomic_via(&dir.join(TOKENIZER), |tmp| {
+                std::fs::copy(t, tmp)?;
+                Ok(())
+            })
+            .with_context(|| format!("cannot copy {} into {}", t.display(), dir.display()))?;
         }
     }
     ModelFiles::from_dir(dir)

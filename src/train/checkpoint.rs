@@ -254,20 +254,5 @@ pub fn prune_checkpoints(dir: &Path, keep: usize) -> Result<()> {
 /// Saves `map` to `path` atomically (temp file in the same directory, fsync, rename), for stage
 /// outputs such as the trained fusion weights: readers never see a half-written file.
 pub fn save_varmap_atomic(map: &VarMap, path: &Path) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    map.save(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fsync(&tmp)?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
-    fsync(dir).ok();
-    Ok(())
+    crate::atomic::write_atomic_via(path, |tmp| Ok(map.save(tmp)?))
 }

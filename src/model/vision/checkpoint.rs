@@ -221,26 +221,17 @@ fn read_header(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
     Ok(out)
 }
 
-/// Writes `tensors` to `path` atomically (temporary file, then rename), so a crash never leaves a
+/// Writes `tensors` to `path` atomically ([`crate::atomic`]), so a crash never leaves a
 /// half-written checkpoint under the final name.
 pub fn write_safetensors_atomic(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
     let map: HashMap<String, Tensor> = tensors
         .iter()
         .map(|(n, t)| Ok((n.clone(), t.contiguous()?)))
         .collect::<candle_core::Result<_>>()?;
-    let tmp = path.with_extension("safetensors.partial");
-    candle_core::safetensors::save(&map, &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", tmp.display()))?;
-    Ok(())
+    crate::atomic::write_atomic_via(path, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))
 }
 
 /// Writes `text` to `path` atomically.
 pub fn write_text_atomic(text: &str, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", tmp.display()))?;
-    Ok(())
+    crate::atomic::write_atomic(path, text.as_bytes())
 }

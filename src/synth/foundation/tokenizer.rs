@@ -4,9 +4,9 @@
 //! system prompt, digits and the random letter strings of OCR answers never become `<unk>`.
 //! Specials get fixed ids: `<unk>` 0, `<s>` 1, `</s>` 2, `<pad>` 3 (LLaMA's first three). The
 //! post-processor puts `<s>` in front of every sequence, as LLaMA's tokenizer does, so
-//! `crate::train::data::tokenize` detects it as the BOS.
+//! `crate::data::tokenize` detects it as the BOS.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
@@ -84,12 +84,9 @@ pub fn add_words(tok: &mut Tokenizer, words: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Saves a tokenizer as HF's `tokenizer.json`.
+/// Saves a tokenizer as HF's `tokenizer.json`, atomically.
 pub fn save_tokenizer(tok: &Tokenizer, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    tok.save(&tmp, false)
-        .map_err(|e| anyhow!("writing {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
+    crate::atomic::write_atomic_via(path, |tmp| tok.save(tmp, false).map_err(|e| anyhow!("{e}")))
 }
 
 #[cfg(test)]
