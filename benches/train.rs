@@ -17,12 +17,12 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{Criterion, Throughput};
+use mlvf::data::ImageAspect;
 use mlvf::layers::{resolve, Fusion, LayerSet};
 use mlvf::model::fusion::MmFuserConfig;
 use mlvf::model::llm::{CrossAttnConfig, Llama, LlamaConfig};
 use mlvf::model::mllm::{Mllm, MllmBatch, MllmSpec, ModelPointer};
 use mlvf::model::vision::{VisionArch, VisionConfig, VisionTower};
-use mlvf::train::data::ImageAspect;
 use mlvf::train::grad::clip_grad_norm;
 use mlvf::train::optim::{named_vars, param_groups, AdamW, AdamWConfig};
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! resumable data position.
 
 use candle_core::{DType, Device, Tensor};
-use mlvf::train::data::{
+use mlvf::data::{
     load_llava_json, Batch, DataLoader, DataPosition, ImageAspect, ImagePreprocessor, LlavaDataset,
     LoadOptions, LoaderConfig, OnError, SamplerConfig, TemplateKind, TextTokenizer, TokenBudget,
     IGNORE_INDEX, IMAGE_TOKEN_INDEX,
@@ -345,8 +345,8 @@ fn loader_config_reads_llava_names() {
 #[ignore]
 fn tokenize_throughput() {
     let tok = TextTokenizer::from_file(&fixtures().join("tokenizer_sp.json")).unwrap();
-    let template = mlvf::train::data::Template::new(TemplateKind::VicunaV1);
-    let conv: Vec<mlvf::train::data::Turn> = [
+    let template = mlvf::data::Template::new(TemplateKind::VicunaV1);
+    let conv: Vec<mlvf::data::Turn> = [
         (
             "<image>\nWhat color is the square on the white wall?",
             "The square is red. It is a small square on a white wall.",
@@ -359,8 +359,8 @@ fn tokenize_throughput() {
     .iter()
     .flat_map(|(q, a)| {
         [
-            mlvf::train::data::Turn::new(mlvf::train::data::Role::Human, *q),
-            mlvf::train::data::Turn::new(mlvf::train::data::Role::Gpt, *a),
+            mlvf::data::Turn::new(mlvf::data::Role::Human, *q),
+            mlvf::data::Turn::new(mlvf::data::Role::Gpt, *a),
         ]
     })
     .collect();
@@ -371,7 +371,7 @@ fn tokenize_throughput() {
     let t = std::time::Instant::now();
     let mut tokens = 0;
     for _ in 0..20_000 {
-        tokens += mlvf::train::data::tokenize_conversation(&tok, &template, &conv, true, &budget)
+        tokens += mlvf::data::tokenize_conversation(&tok, &template, &conv, true, &budget)
             .unwrap()
             .input_ids
             .len();

@@ -1,6 +1,6 @@
 //! LLaVA JSON datasets: the published shapes load, malformed records are named or skipped.
 
-use mlvf::train::data::{load_llava_json, DataError, LoadOptions, OnError, Role};
+use mlvf::data::{load_llava_json, DataError, LoadOptions, OnError, Role};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ fn load_str(
     opts: &LoadOptions,
 ) -> (
     tempfile::TempDir,
-    Result<mlvf::train::data::LlavaDataset, DataError>,
+    Result<mlvf::data::LlavaDataset, DataError>,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.json");
@@ -337,7 +337,7 @@ fn written_datasets_load_back_identically() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sub/copy.json");
-    mlvf::train::data::write_llava_json(&out, &ds.records).unwrap();
+    mlvf::data::write_llava_json(&out, &ds.records).unwrap();
     let back = load_llava_json(&out, &images(), &LoadOptions::default()).unwrap();
     assert_eq!(back.records, ds.records);
     // Text-only records are written without an "image" key, as in the published files.

@@ -6,7 +6,7 @@
 //! the fixture records and the fixture tokenizer (tests/fixtures/llava/tokenizer.json, made by
 //! make_fixtures.py). Fixture vocabulary used below: `<unk>`=0, `<s>`=1, `</s>`=2, "\n"=3, " "=4.
 
-use mlvf::train::data::{
+use mlvf::data::{
     load_llava_json, tokenize_conversation, LoadOptions, Role, Template, TemplateKind,
     TextTokenizer, TokenBudget, TokenizeError, Turn, IGNORE_INDEX, IMAGE_TOKEN_INDEX,
 };

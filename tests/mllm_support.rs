@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use candle_core::{Device, Tensor};
+use mlvf::data::{load_llava_json, ImageAspect, LlavaDataset, LoadOptions};
 use mlvf::layers::{resolve, EncoderDepth, Fusion, LayerSet, ResolvedLayers};
 use mlvf::manifest::stages::{Scheduler, Template, TrainSettings};
 use mlvf::manifest::ImageAspect as ManifestAspect;
@@ -10,7 +11,6 @@ use mlvf::model::fusion::MmFuserConfig;
 use mlvf::model::llm::CrossAttnConfig;
 use mlvf::model::mllm::{Mllm, MllmBatch, MllmSpec, ModelPointer};
 use mlvf::plan::config::{DataSpec, ModelSpec};
-use mlvf::train::data::{load_llava_json, ImageAspect, LlavaDataset, LoadOptions};
 use std::path::{Path, PathBuf};
 
 /// A manifest model entry for a fixture directory: the 4-layer tower or the 2-layer LLM.

@@ -5,7 +5,7 @@ mod prepare_common;
 use candle_core::{DType, Device, Tensor};
 use mlvf::model::hub::ModelFiles;
 use mlvf::model::llm::Llama;
-use mlvf::model::preprocess::{AspectMode, ImageProcessor};
+use mlvf::model::preprocess::{ImageAspect, ImageProcessor};
 use mlvf::model::vision::{VisionArch, VisionTower};
 use mlvf::plan::config::ModelSpec;
 use mlvf::plan::StageKind;
@@ -48,7 +48,7 @@ fn model_tasks_publish_hf_dirs_that_the_normal_loaders_read() {
     );
     let img = image::RgbImage::from_pixel(64, 64, image::Rgb([200, 30, 30]));
     let px = proc
-        .preprocess_batch(&[img], AspectMode::Square, &Device::Cpu)
+        .preprocess_batch(&[img], ImageAspect::Square, &Device::Cpu)
         .unwrap();
     let hs = tower.forward_hidden_states(&px).unwrap();
     assert_eq!(hs.len(), 3);
@@ -63,8 +63,7 @@ fn model_tasks_publish_hf_dirs_that_the_normal_loaders_read() {
     assert_eq!(llm.config().bos_token_id, Some(1));
     assert_eq!(llm.config().eos_token_ids, vec![2]);
     let tok =
-        mlvf::train::data::tokenize::TextTokenizer::from_file(files.tokenizer.as_ref().unwrap())
-            .unwrap();
+        mlvf::data::tokenize::TextTokenizer::from_file(files.tokenizer.as_ref().unwrap()).unwrap();
     assert_eq!(tok.bos_id(), Some(1));
     let inner = tok.inner();
     for (s, id) in [("<unk>", 0), ("<s>", 1), ("</s>", 2), ("<pad>", 3)] {
@@ -97,14 +96,13 @@ fn model_tasks_publish_hf_dirs_that_the_normal_loaders_read() {
         serde_json::from_value(ft.config.clone()).unwrap();
     let (json, images) =
         mlvf::stages::prepare::dataset_files(&ftc.data, &deps_of(ft, &published)).unwrap();
-    let data = mlvf::train::data::load_llava_json(&json, &images, &Default::default()).unwrap();
-    let template = mlvf::train::data::TemplateKind::parse("vicuna_v1")
+    let data = mlvf::data::load_llava_json(&json, &images, &Default::default()).unwrap();
+    let template = mlvf::data::TemplateKind::parse("vicuna_v1")
         .unwrap()
         .template();
-    let budget = mlvf::train::data::TokenBudget::llava(tower.config().num_tokens());
+    let budget = mlvf::data::TokenBudget::llava(tower.config().num_tokens());
     let rec = data.records.iter().find(|r| r.image.is_some()).unwrap();
-    let t = mlvf::train::data::tokenize_conversation(&tok, &template, &rec.turns, true, &budget)
-        .unwrap();
+    let t = mlvf::data::tokenize_conversation(&tok, &template, &rec.turns, true, &budget).unwrap();
     assert_eq!(t.images(), 1);
     assert!(t.supervised() > 0);
     assert!(

@@ -6,6 +6,7 @@
 mod support;
 
 use candle_core::Tensor;
+use mlvf::data::encoded::{EncodedManifest, ENCODED_FILE};
 use mlvf::exec::worker::run_task;
 use mlvf::layers::Fusion;
 use mlvf::manifest::stages::Template;
@@ -17,7 +18,6 @@ use mlvf::plan::{StageKind, Task, TaskKey};
 use mlvf::stages::{pretrain::PretrainStage, DepDir, Stage, StageContext, StageRegistry};
 use mlvf::store::layout;
 use mlvf::store::spec::write_spec;
-use mlvf::train::encoded::{EncodedManifest, ENCODED_FILE};
 use std::collections::BTreeMap;
 use std::path::Path;
 use support::*;

@@ -490,7 +490,7 @@ fn on_error_skip_trains_without_malformed_records_and_counts_them() {
     let skip = add_task(
         root,
         StageKind::Pretrain,
-        config(Some(mlvf::train::data::OnError::Skip)),
+        config(Some(mlvf::data::OnError::Skip)),
         vec![],
     );
     run_task(root, &skip, None, &reg).unwrap();

@@ -3,9 +3,9 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
+use mlvf::model::loss::*;
 use mlvf::train::checkpoint::*;
 use mlvf::train::grad::*;
-use mlvf::train::loss::*;
 use mlvf::train::optim::*;
 use mlvf::train::schedule::*;
 use rand::{Rng, SeedableRng};

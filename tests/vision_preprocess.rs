@@ -2,7 +2,7 @@
 //! (tests/fixtures/vision/chelsea.png); expected tensors from tests/fixtures/make_vision_fixtures.py.
 
 use candle_core::{Device, Tensor};
-use mlvf::model::preprocess::{load_rgb, AspectMode, ImageProcessor};
+use mlvf::model::preprocess::{load_rgb, ImageAspect, ImageProcessor};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,7 @@ fn run_cases(dir: &Path) -> Vec<(String, f32)> {
     for case in cases["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let proc = ImageProcessor::from_hf_json(&case["preprocessor_config"]).unwrap();
-        let aspect = AspectMode::parse(case["aspect"].as_str().unwrap()).unwrap();
+        let aspect = ImageAspect::parse(case["aspect"].as_str().unwrap()).unwrap();
         let got = proc.preprocess(&img, aspect, &Device::Cpu).unwrap();
         let want: &Tensor = &expected[name];
         assert_eq!(got.dims(), want.dims(), "{name}");
@@ -73,7 +73,7 @@ fn full_size_processors_match() {
     let mut proc = ImageProcessor::siglip(384);
     proc.resize = None;
     let got = proc
-        .preprocess(&naive, AspectMode::Square, &Device::Cpu)
+        .preprocess(&naive, ImageAspect::Square, &Device::Cpu)
         .unwrap();
     let d = (&got - &expected["siglip384_square"])
         .unwrap()
@@ -98,7 +98,7 @@ fn model_dir_processor_config_is_read() {
     assert_eq!(proc, ImageProcessor::clip(30));
     let img = load_rgb(&fixtures().join("chelsea.png")).unwrap();
     let batch = proc
-        .preprocess_batch(&[img.clone(), img], AspectMode::Pad, &Device::Cpu)
+        .preprocess_batch(&[img.clone(), img], ImageAspect::Pad, &Device::Cpu)
         .unwrap();
     assert_eq!(batch.dims(), &[2, 3, 30, 30]);
 }

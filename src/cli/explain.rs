@@ -1,7 +1,9 @@
 //! `mlvf explain`: print a task's key pre-image and why it would rerun after a manifest edit.
 
 use crate::cli::UserError;
-use crate::plan::{self, explain, keys, state, Plan, Task, TaskKey};
+use crate::plan::{self, explain, keys};
+use crate::store::{done, spec};
+use crate::task::{Plan, Task, TaskKey};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,7 +60,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         .flat_map(|p| p.tasks.iter())
         .filter(|t| t.key.0.starts_with(&args.task))
         .collect();
-    let stored = explain::stored_keys(&store, &args.task);
+    let stored = spec::stored_keys(&store, &args.task);
     let mut candidates: Vec<TaskKey> = planned
         .iter()
         .map(|t| t.key.clone())
@@ -93,7 +95,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     let key = &candidates[0];
     if let Some(t) = planned.first() {
-        print_task(t, plan.as_ref(), Some(state::is_cached(&store, t)))?;
+        print_task(t, plan.as_ref(), Some(done::is_cached(&store, t)))?;
         if stored.contains(key) {
             println!(
                 "\nunchanged: the store's spec has this key, and the manifest still plans it."
@@ -101,13 +103,13 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let old = explain::read_spec(&store, key)
+    let old = spec::read_spec(&store, key)
         .map_err(|e| UserError(format!("cannot read the spec of {key}: {e}")))?;
     print_task(&old, None, None)?;
     if let Some(p) = &plan {
         println!("\nwhy it would rerun: the manifest no longer plans this key.");
         let mut lines = Vec::new();
-        explain::why_rerun(&old, p, &store, 0, &mut lines);
+        explain::why_rerun(&old, p, &|k| spec::read_spec(&store, k).ok(), 0, &mut lines);
         for l in lines {
             println!("{l}");
         }

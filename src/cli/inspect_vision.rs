@@ -6,7 +6,7 @@
 //! `output_hidden_states=True` (batch 1 squeezed), so the file compares directly with Python.
 
 use crate::device::DeviceSpec;
-use crate::model::preprocess::{load_rgb, AspectMode, ImageProcessor};
+use crate::model::preprocess::{load_rgb, ImageAspect, ImageProcessor};
 use crate::model::vision::VisionTower;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
@@ -41,7 +41,7 @@ pub struct InspectVisionArgs {
 
 pub fn run(args: InspectVisionArgs) -> Result<ExitCode> {
     let device = args.device.open()?;
-    let aspect = AspectMode::parse(&args.aspect)?;
+    let aspect = ImageAspect::parse(&args.aspect).map_err(anyhow::Error::msg)?;
     let dtype = match args.dtype.as_str() {
         "bf16" => DType::BF16,
         "f16" => DType::F16,

@@ -36,7 +36,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     for w in &warnings {
         eprintln!("{w}");
     }
-    let cached = render::states(&plan);
+    let cached = crate::store::done::cached_states(&plan);
     let out = match args.format {
         PlanFormat::Text => render::text(&plan, &cached, !args.summary),
         PlanFormat::Json => serde_json::to_string_pretty(&render::json(&plan, &cached))? + "\n",

@@ -2,10 +2,11 @@
 
 use crate::db::Db;
 use crate::eval::Control;
-use crate::plan::{Plan, StageKind, TableSpec};
+use crate::manifest::TableSpec;
 use crate::report::publish::wide_table;
 use crate::report::render::{render_long, render_wide, Format};
 use crate::report::{long_table, MetricSel};
+use crate::task::{Plan, StageKind};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;

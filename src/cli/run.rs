@@ -1,8 +1,8 @@
 //! `mlvf run`: run what is missing of a sweep.
 
 use crate::exec::{run_sweep, RunOptions};
-use crate::plan::Plan;
 use crate::store::VerifyLevel;
+use crate::task::Plan;
 use anyhow::Context;
 use clap::Args;
 use std::path::{Path, PathBuf};

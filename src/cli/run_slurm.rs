@@ -3,8 +3,8 @@
 
 use super::run::RunArgs;
 use crate::exec::slurm::{run_slurm, SlurmConfig, SlurmOptions};
-use crate::plan::Plan;
 use crate::store::VerifyLevel;
+use crate::task::Plan;
 use std::process::ExitCode;
 
 /// Runs `plan` on Slurm with the manifest's `[executor]` settings.

@@ -1,9 +1,9 @@
 //! `mlvf status`: the state of a sweep's tasks and attempts.
 
 use crate::db::{AttemptState, Db, TaskRow};
-use crate::plan::{Plan, StageKind, TaskKey};
 use crate::store::done::{self, VerifyLevel};
 use crate::store::{hostname, sweeps};
+use crate::task::{Plan, StageKind, TaskKey};
 use clap::Args;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! `mlvf task`: run one task by key (the worker entry point executors spawn).
 
 use crate::exec::worker::{run_task, WorkerOutcome};
-use crate::plan::TaskKey;
 use crate::stages::StageRegistry;
+use crate::task::TaskKey;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

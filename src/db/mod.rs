@@ -8,9 +8,9 @@
 pub mod rebuild;
 pub mod schema;
 
-use crate::plan::{Plan, StageKind, Task, TaskKey};
 use crate::store::metrics::MetricRecord;
 use crate::store::{layout, now_ms, DoneRecord};
+use crate::task::{Plan, StageKind, Task, TaskKey};
 use anyhow::{bail, Context};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
@@ -476,7 +476,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Cell;
+    use crate::task::Cell;
 
     pub(crate) fn tiny_plan() -> Plan {
         let task = |k: &str, stage, deps: Vec<&str>| Task {

@@ -3,10 +3,10 @@
 //! rebuilt database knows only the succeeded ones.
 
 use crate::db::Db;
-use crate::plan::{StageKind, TaskKey};
 use crate::store::done::{self, VerifyLevel};
 use crate::store::metrics::{read_metrics, METRICS_FILE};
 use crate::store::{layout, now_ms, spec, sweeps};
+use crate::task::{StageKind, TaskKey};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 

@@ -11,10 +11,10 @@
 use crate::db::{AttemptState, Db};
 use crate::exec::progress::Progress;
 use crate::exec::worker;
-use crate::plan::{Plan, StageKind, TaskKey};
 use crate::store::done::{self, VerifyLevel};
 use crate::store::metrics::{read_metrics, METRICS_FILE};
 use crate::store::{hostname, layout, spec, sweeps, StoreLock};
+use crate::task::{Plan, StageKind, TaskKey};
 use anyhow::{bail, Context};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -1,7 +1,7 @@
 //! Progress display for the controller: one overall bar and a line of per-stage counts, drawn
 //! on stderr only when it is a terminal (logs and CI output stay clean).
 
-use crate::plan::StageKind;
+use crate::task::StageKind;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;

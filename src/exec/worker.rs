@@ -2,12 +2,12 @@
 //! tmp dir and publishes the result. It never opens the database: the controller ingests the
 //! published files.
 
-use crate::plan::{Task, TaskKey};
 use crate::stages::{DepDir, StageContext, StageRegistry};
 use crate::store::done::{self, DoneRecord, VerifyLevel};
 use crate::store::publish::{publish, AttemptInfo};
 use crate::store::spec::read_spec;
 use crate::store::{layout, now_ms, write_atomic};
+use crate::task::{Task, TaskKey};
 use anyhow::{bail, Context};
 use std::path::Path;
 

@@ -7,8 +7,8 @@
 use super::diag::{suggest, Diagnostics};
 use super::read;
 use super::source::{Entry, Loc, Sources};
+use crate::data::OnError;
 use crate::layers::EncoderDepth;
-use crate::train::data::OnError;
 use serde_json::{Map, Value as Json};
 use std::path::{Component, Path, PathBuf};
 

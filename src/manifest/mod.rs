@@ -12,6 +12,7 @@ pub mod grid;
 mod read;
 pub mod source;
 pub mod stages;
+pub mod table;
 
 pub use diag::{Diag, Diagnostics};
 pub use entries::{BenchmarkEntry, DataEntry, ModelEntry, ModelKind, Source};
@@ -19,8 +20,8 @@ pub use executor::{ExecutorKind, ExecutorSettings};
 pub use grid::{CellAxes, GridSpec};
 pub use source::{Loc, Sources};
 pub use stages::{EvalSettings, ImageAspect, TrainSettings};
+pub use table::TableSpec;
 
-use crate::plan::TableSpec;
 use serde_json::Value as Json;
 use source::Table;
 use std::path::{Path, PathBuf};

@@ -28,24 +28,9 @@ pub enum Template {
     VicunaV1,
 }
 
-/// How a non-square image becomes the encoder's square input (LLaVA's `image_aspect_ratio`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ImageAspect {
-    /// The processor's own resize (+ centre crop for CLIP).
-    Square,
-    /// Expand to a square with the image-mean colour first.
-    Pad,
-}
-
-impl ImageAspect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImageAspect::Square => "square",
-            ImageAspect::Pad => "pad",
-        }
-    }
-}
+/// How a non-square image becomes the encoder's square input (LLaVA's `image_aspect_ratio`),
+/// owned by the data pipeline that applies it.
+pub use crate::data::ImageAspect;
 
 /// Hyper-parameters of a training stage (`[pretrain]` and `[finetune]` share the shape; their
 /// defaults differ).

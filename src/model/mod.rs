@@ -3,6 +3,7 @@
 pub mod fusion;
 pub mod hub;
 pub mod llm;
+pub mod loss;
 pub mod mllm;
 pub mod ops;
 pub mod preprocess;

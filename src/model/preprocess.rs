@@ -246,26 +246,8 @@ pub fn expand_to_square(img: &RgbImage, background: [u8; 3]) -> RgbImage {
     out
 }
 
-/// How a non-square image is made square (LLaVA's `image_aspect_ratio`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum AspectMode {
-    /// The processor's own behaviour (CLIP: resize + centre crop; SigLIP: squash).
-    #[default]
-    Square,
-    /// Expand to a square filled with the processor's mean colour first.
-    Pad,
-}
-
-impl AspectMode {
-    /// `square` or `pad`.
-    pub fn parse(s: &str) -> Result<AspectMode> {
-        match s {
-            "square" => Ok(AspectMode::Square),
-            "pad" => Ok(AspectMode::Pad),
-            _ => bail!("aspect mode `{s}` is not known; use `square` or `pad`"),
-        }
-    }
-}
+/// How a non-square image is made square: the data pipeline's setting, applied here.
+pub use crate::data::ImageAspect;
 
 /// What the resize step aims for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -429,7 +411,7 @@ impl ImageProcessor {
     pub fn preprocess(
         &self,
         img: &RgbImage,
-        aspect: AspectMode,
+        aspect: ImageAspect,
         device: &Device,
     ) -> Result<Tensor> {
         let (data, h, w) = self.preprocess_to_vec(img, aspect)?;
@@ -440,7 +422,7 @@ impl ImageProcessor {
     pub fn preprocess_batch(
         &self,
         imgs: &[RgbImage],
-        aspect: AspectMode,
+        aspect: ImageAspect,
         device: &Device,
     ) -> Result<Tensor> {
         let mut all = Vec::new();
@@ -460,14 +442,14 @@ impl ImageProcessor {
     pub fn preprocess_to_vec(
         &self,
         img: &RgbImage,
-        aspect: AspectMode,
+        aspect: ImageAspect,
     ) -> Result<(Vec<f32>, usize, usize)> {
         if img.width() == 0 || img.height() == 0 {
             bail!("cannot preprocess an empty image");
         }
         let padded;
         let mut img = img;
-        if aspect == AspectMode::Pad {
+        if aspect == ImageAspect::Pad {
             padded = expand_to_square(img, self.pad_background());
             img = &padded;
         }

@@ -23,12 +23,12 @@ use super::config::{
 };
 use super::keys::{canonical_json, stage_version, task_key_canonical};
 use super::synth::{self, ResolvedSynth, SynthPart};
-use super::task::{StageKind, Task, TaskKey};
 use crate::layers::{self, Fusion, LayerSet};
 use crate::manifest::entries::Source;
 use crate::manifest::grid::{Axis, CellAxes, Pattern};
 use crate::manifest::stages::{self, CrossAttnConfig, EvalSettings, TrainSettings};
 use crate::manifest::{Diagnostics, Loc, Manifest};
+use crate::task::{runtime, StageKind, Task, TaskKey};
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, HashMap};
 
@@ -306,7 +306,7 @@ impl<'m> Builder<'m> {
             // Bounds the run, never changes the output: a run-time option, not in the key.
             let t = &mut self.tasks[at.0][at.1];
             t.runtime
-                .insert(crate::stages::encode::BUDGET_OPTION.into(), json!(gb));
+                .insert(runtime::ENCODE_BUDGET_GB.into(), json!(gb));
         }
         self.memo.insert(sig, at);
         Some(self.task(at).key.clone())
@@ -576,7 +576,7 @@ pub fn build(m: &Manifest, cells: &[CellAxes], d: &mut Diagnostics) -> Vec<Task>
             for at in evals {
                 b.tasks[at.0][at.1]
                     .runtime
-                    .insert(crate::stages::eval::BATCH_OPTION.into(), json!(n));
+                    .insert(runtime::EVAL_BATCH.into(), json!(n));
             }
         }
     }

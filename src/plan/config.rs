@@ -2,11 +2,11 @@
 //! adapter deserialises its task's config (`serde_json::from_value::<PretrainConfig>(…)`) and
 //! sees exactly the fields the key hashed, nothing else.
 
+use crate::data::OnError;
 use crate::eval::Control;
 use crate::layers::{Fusion, ResolvedLayers};
 use crate::manifest::entries::{BenchmarkEntry, DataEntry, ModelEntry, Source};
 use crate::manifest::{EvalSettings, ImageAspect, TrainSettings};
-use crate::train::data::OnError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::path::Path;

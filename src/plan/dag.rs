@@ -1,6 +1,6 @@
 //! The task DAG (petgraph): edges run from a dependency to the task that reads it.
 
-use super::task::{Plan, TaskKey};
+use crate::task::{Plan, TaskKey};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::HashMap;
 

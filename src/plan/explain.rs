@@ -2,11 +2,9 @@
 //! store knows (its spec) and the task the current manifest plans for the same cells.
 
 use super::keys::pre_image;
-use super::task::{Plan, Task, TaskKey};
-use crate::store::layout;
+use crate::task::{Plan, Task, TaskKey};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// One difference between two pre-images, at a dotted path (`config.hparams.lr`).
 #[derive(Clone, Debug, PartialEq)]
@@ -68,38 +66,6 @@ pub fn diff(old: &Task, new: &Task) -> Vec<FieldChange> {
         .collect()
 }
 
-/// Reads a task spec the store controller wrote (`layout::spec_path`).
-pub fn read_spec(store: &Path, key: &TaskKey) -> anyhow::Result<Task> {
-    let p = layout::spec_path(store, key);
-    let text = std::fs::read_to_string(&p)?;
-    serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not a task spec: {e}", p.display()))
-}
-
-/// Keys in the store's spec directory that start with `prefix`.
-pub fn stored_keys(store: &Path, prefix: &str) -> Vec<TaskKey> {
-    let dir = layout::spec_path(store, &TaskKey(String::new()));
-    let Some(dir) = dir.parent() else {
-        return vec![];
-    };
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return vec![];
-    };
-    let mut out: Vec<TaskKey> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .map(str::to_string)
-        })
-        .filter(|k| k.starts_with(prefix))
-        .map(TaskKey)
-        .collect();
-    out.sort();
-    out
-}
-
 /// Whether two label values describe overlapping cells (an array lists several values, as when
 /// `3-18` and `3-18-23` share one external-fusion pretrain).
 fn agree(a: &Json, b: &Json) -> bool {
@@ -135,8 +101,15 @@ pub fn counterpart<'p>(old: &Task, plan: &'p Plan) -> Option<(&'p Task, bool)> {
 }
 
 /// Explains why `old` (a stored spec) is not in `plan`: the changed fields, recursing into
-/// changed upstream tasks whose old specs the store still has. Lines are indented by depth.
-pub fn why_rerun(old: &Task, plan: &Plan, store: &Path, depth: usize, out: &mut Vec<String>) {
+/// changed upstream tasks whose old specs `read_old` still finds (the store's, in `mlvf
+/// explain`). Lines are indented by depth.
+pub fn why_rerun(
+    old: &Task,
+    plan: &Plan,
+    read_old: &dyn Fn(&TaskKey) -> Option<Task>,
+    depth: usize,
+    out: &mut Vec<String>,
+) {
     let pad = "  ".repeat(depth);
     let Some((new, exact)) = counterpart(old, plan) else {
         out.push(format!(
@@ -184,8 +157,8 @@ pub fn why_rerun(old: &Task, plan: &Plan, store: &Path, depth: usize, out: &mut 
             a.short(),
             b.short()
         ));
-        if let Ok(old_dep) = read_spec(store, a) {
-            why_rerun(&old_dep, plan, store, depth + 2, out);
+        if let Some(old_dep) = read_old(a) {
+            why_rerun(&old_dep, plan, read_old, depth + 2, out);
         }
     }
     if old.deps.len() != new.deps.len() {

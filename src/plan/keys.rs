@@ -6,7 +6,7 @@
 //! settings struct first, so `lr = 1` and `lr = 1.0` hash the same. Keys never contain times,
 //! host names or temporary paths.
 
-use super::task::{StageKind, TaskKey};
+use crate::task::{StageKind, TaskKey};
 use serde_json::Value;
 
 /// The code version of each stage, part of its keys: bump one when that stage's outputs change

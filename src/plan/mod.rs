@@ -6,11 +6,10 @@ pub mod dag;
 pub mod explain;
 pub mod keys;
 pub mod render;
-pub mod state;
 pub mod synth;
-pub mod task;
 
-pub use task::{Cell, Plan, StageKind, TableSpec, Task, TaskKey};
+pub use crate::manifest::TableSpec;
+pub use crate::task::{Cell, Plan, StageKind, Task, TaskKey};
 
 use crate::error::UserError;
 use std::path::Path;

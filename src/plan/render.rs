@@ -1,8 +1,9 @@
 //! Rendering a plan: text (counts, sharing, cached/missing, the task tree), JSON, graphviz dot.
+//! Which tasks are cached is the caller's to say (`crate::store::done::cached_states`), so
+//! planning never reads the store.
 
 use super::dag;
-use super::state::is_cached;
-use super::task::{Plan, StageKind, Task, TaskKey};
+use crate::task::{Plan, StageKind, Task, TaskKey};
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -13,14 +14,6 @@ pub struct StageCount {
     pub total: usize,
     pub cached: usize,
     pub missing: usize,
-}
-
-/// Whether each task is cached, in plan order.
-pub fn states(plan: &Plan) -> Vec<bool> {
-    plan.tasks
-        .iter()
-        .map(|t| is_cached(&plan.store, t))
-        .collect()
 }
 
 pub fn counts(plan: &Plan, cached: &[bool]) -> BTreeMap<StageKind, StageCount> {

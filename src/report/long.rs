@@ -7,7 +7,7 @@
 //! with no value and state `missing` or `failed`, naming the task that should supply it.
 
 use crate::db::{AttemptState, TaskRow};
-use crate::plan::{Plan, TaskKey};
+use crate::task::{Plan, TaskKey};
 use std::collections::{BTreeSet, HashMap};
 
 /// Which metrics a table shows.
@@ -140,13 +140,13 @@ pub fn long_table(
                         .is_some_and(|a| a.state == AttemptState::Failed)
             })
         });
-        let last: Vec<&crate::plan::Task> = result_tasks[c]
+        let last: Vec<&crate::task::Task> = result_tasks[c]
             .iter()
             .map(|&i| &plan.tasks[i])
             .filter(|t| t.stage == last_stage)
             .collect();
         let is_done =
-            |t: &crate::plan::Task| rows.get(&t.key).is_some_and(|r| r.done_attempt.is_some());
+            |t: &crate::task::Task| rows.get(&t.key).is_some_and(|r| r.done_attempt.is_some());
         let mut pushed = false;
         for task in last.iter().filter(|t| is_done(t)) {
             let wanted = match sel {
@@ -204,7 +204,7 @@ pub fn long_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Cell, StageKind, Task};
+    use crate::task::{Cell, StageKind, Task};
 
     /// One cell served by a with-image eval `e` (primary `primary_score`) and a blank control
     /// `b` depending on it (no primary; `mg`, `blank/primary_score`).

@@ -285,8 +285,8 @@ pub fn add_average(t: &mut WideTable) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::TaskKey;
     use crate::report::LongRow;
+    use crate::task::TaskKey;
 
     fn table(rows: &[(&str, Option<&str>, &str, u64, f64)], metric: &str) -> LongTable {
         LongTable {

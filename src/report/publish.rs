@@ -6,9 +6,10 @@
 //! `benchmark` and `seed`) labels the rows, `benchmark` the columns, primary metrics.
 
 use crate::db::{Db, TaskRow};
-use crate::plan::{Plan, TableSpec, TaskKey};
+use crate::manifest::TableSpec;
 use crate::report::render::{render_wide, Format};
 use crate::report::{long_table, pivot, MetricSel, PivotSpec, WideTable};
+use crate::task::{Plan, TaskKey};
 use anyhow::Result;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

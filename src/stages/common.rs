@@ -2,14 +2,14 @@
 //! the published output of a `prepare` dependency for `synth:` entries), loop options from the
 //! environment, and the stage context as a [`TrainObserver`].
 
+use crate::data::encoded::EncodedFeatures;
+use crate::data::{load_llava_json, ImageAspect, LlavaDataset, LoadOptions};
 use crate::manifest::entries::Source;
 use crate::manifest::TrainSettings;
 use crate::model::mllm::{Mllm, ModelPointer};
 use crate::plan::config::{DataSpec, ModelSpec};
-use crate::plan::StageKind;
 use crate::stages::StageContext;
-use crate::train::data::{load_llava_json, ImageAspect, LlavaDataset, LoadOptions};
-use crate::train::encoded::EncodedFeatures;
+use crate::task::StageKind;
 use crate::train::trainer::{train, TrainObserver, TrainSummary, TrainerOptions};
 use anyhow::{bail, Context, Result};
 use candle_nn::VarMap;

@@ -1,5 +1,5 @@
 //! `encode`: runs the frozen vision tower once over every distinct image of a dataset and
-//! publishes every hidden state (format: [`crate::train::encoded`]). The pretrain and finetune
+//! publishes every hidden state (format: [`crate::data::encoded`]). The pretrain and finetune
 //! tasks that depend on it read features from it instead of running the tower
 //! ([`super::common::encoded_features`]), so N fusion × layer cells sharing an (encoder, dataset,
 //! image aspect) run the tower once instead of N times.
@@ -13,26 +13,24 @@
 
 use super::common::{load_dataset, resolve_model};
 use super::{Stage, StageContext};
+use crate::data::encoded::{
+    shard_name, tensor_name, EncodedIndex, EncodedManifest, ENCODED_FILE, ENCODED_FORMAT,
+    INDEX_FILE,
+};
+use crate::data::{ImageAspect, ImagePreprocessor};
 use crate::model::fusion::patch_tokens;
 use crate::model::preprocess::ImageProcessor;
 use crate::model::vision::checkpoint::{write_safetensors_atomic, write_text_atomic};
 use crate::model::vision::{VisionArch, VisionConfig, VisionTower};
 use crate::plan::config::EncodeConfig;
-use crate::plan::Task;
-use crate::train::data::{ImageAspect, ImagePreprocessor};
-use crate::train::encoded::{
-    shard_name, tensor_name, EncodedIndex, EncodedManifest, ENCODED_FILE, ENCODED_FORMAT,
-    INDEX_FILE,
-};
+use crate::task::runtime::ENCODE_BUDGET_GB;
+use crate::task::Task;
 use crate::train::trainer::training_device;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
-
-/// The spec's run-time option carrying `[encode] budget_gb`.
-pub const BUDGET_OPTION: &str = "budget_gb";
 
 /// Target shard size: big enough that shard count stays small, small enough to write
 /// atomically and resume at a useful granularity.
@@ -45,10 +43,10 @@ impl Stage for EncodeStage {
     fn run(&self, task: &Task, ctx: &mut StageContext) -> Result<()> {
         let cfg: EncodeConfig = serde_json::from_value(task.config.clone())
             .context("the task's config is not an encode config (re-plan the sweep)")?;
-        let budget_gb = match task.runtime.get(BUDGET_OPTION) {
+        let budget_gb = match task.runtime.get(ENCODE_BUDGET_GB) {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(v.as_f64().with_context(|| {
-                format!("the task spec's runtime `{BUDGET_OPTION}` is `{v}`, not a number")
+                format!("the task spec's runtime `{ENCODE_BUDGET_GB}` is `{v}`, not a number")
             })?),
         };
         let vision = resolve_model(ctx, &cfg.encoder)?;
@@ -72,7 +70,7 @@ impl Stage for EncodeStage {
         let bytes = row_bytes * images.len() as u64;
         check_budget(bytes, budget_gb, images.len(), hidden_states, tokens, width)?;
 
-        let aspect: ImageAspect = cfg.image_aspect.into();
+        let aspect: ImageAspect = cfg.image_aspect;
         let rows_per_shard = (SHARD_BYTES / row_bytes).max(1) as usize;
         let manifest = EncodedManifest {
             format: ENCODED_FORMAT.into(),
@@ -219,7 +217,7 @@ fn encode_batch() -> Result<usize> {
 }
 
 /// Every image the dataset's records name, once, in first-use order (relative to its folder).
-fn distinct_images(data: &crate::train::data::LlavaDataset) -> Vec<String> {
+fn distinct_images(data: &crate::data::LlavaDataset) -> Vec<String> {
     let mut seen = HashSet::new();
     data.records
         .iter()

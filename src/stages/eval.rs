@@ -12,7 +12,7 @@
 //! by `[eval] max_new_tokens`. Only greedy decoding is implemented; other settings are refused.
 //!
 //! Samples are answered in batches of `[eval] batch` (default [`DEFAULT_EVAL_BATCH`]): a
-//! run-time option in the task spec ([`BATCH_OPTION`]), never part of the key, because a batch
+//! run-time option in the task spec ([`crate::task::runtime::EVAL_BATCH`]), never part of the key, because a batch
 //! decodes every row exactly as it would alone (`tests/mllm_batch.rs`).
 //!
 //! Every eval also records accuracy per question type (`acc/<type>`) and the majority-answer
@@ -27,16 +27,14 @@ use crate::eval::{evaluate, run_benchmark, Benchmark, RunInfo, RunOptions};
 use crate::manifest::stages::DEFAULT_EVAL_BATCH;
 use crate::model::mllm::Mllm;
 use crate::plan::config::EvalConfig;
-use crate::plan::{StageKind, Task};
+use crate::task::runtime::EVAL_BATCH;
+use crate::task::{StageKind, Task};
 use crate::train::trainer::training_device;
 use anyhow::{bail, Context};
 
 /// The eval stage.
 #[derive(Default)]
 pub struct EvalStage;
-
-/// The spec's run-time option carrying `[eval] batch`.
-pub const BATCH_OPTION: &str = "batch";
 
 /// The metric name under which the primary metric is recorded on its reporting scale.
 pub const PRIMARY_SCORE: &str = "primary_score";
@@ -134,7 +132,7 @@ impl Stage for EvalStage {
 
 /// The generation batch of an eval task: its run-time option, else [`DEFAULT_EVAL_BATCH`].
 fn eval_batch(task: &Task) -> anyhow::Result<usize> {
-    match task.runtime.get(BATCH_OPTION) {
+    match task.runtime.get(EVAL_BATCH) {
         None => Ok(DEFAULT_EVAL_BATCH as usize),
         Some(v) => match v.as_u64() {
             Some(n) if n >= 1 => Ok(n as usize),

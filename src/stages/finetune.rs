@@ -7,7 +7,7 @@ use super::common::{encoded_features, load_dataset, train_and_publish, trainer_o
 use super::{Stage, StageContext};
 use crate::model::mllm::Mllm;
 use crate::plan::config::FinetuneConfig;
-use crate::plan::{StageKind, Task};
+use crate::task::{StageKind, Task};
 use crate::train::trainer::training_device;
 use anyhow::Context;
 
@@ -26,13 +26,13 @@ impl Stage for FinetuneStage {
         let device = training_device()?;
         let freeze_llm = cfg.hparams.freeze_llm;
         let (mut model, trainable) = Mllm::finetune(&pretrained, freeze_llm, &device)?;
-        model.set_image_aspect(cfg.hparams.image_aspect.into());
+        model.set_image_aspect(cfg.hparams.image_aspect);
         let data = load_dataset(ctx, &cfg.data)?;
         let mut opts = trainer_options()?;
         opts.group_by_modality = true; // LLaVA's finetuning recipe
         opts.on_error = cfg.data.on_error();
         opts.fusion_lr = cfg.hparams.mm_projector_lr;
-        opts.encoded = encoded_features(ctx, &model, &data, cfg.hparams.image_aspect.into())?;
+        opts.encoded = encoded_features(ctx, &model, &data, cfg.hparams.image_aspect)?;
         train_and_publish(
             ctx,
             &model,

@@ -16,8 +16,8 @@
 use super::eval::PRIMARY_SCORE;
 use super::StageContext;
 use crate::eval::{Control, ScoreReport};
-use crate::plan::StageKind;
 use crate::store::metrics::{read_metrics, METRICS_FILE};
+use crate::task::StageKind;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 

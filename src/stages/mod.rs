@@ -13,8 +13,8 @@ pub mod grounding;
 pub mod prepare;
 pub mod pretrain;
 
-use crate::plan::{StageKind, Task, TaskKey};
 use crate::store::metrics::{MetricRecord, METRICS_FILE};
+use crate::task::{StageKind, Task, TaskKey};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::io::Write;

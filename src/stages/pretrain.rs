@@ -9,7 +9,7 @@ use super::{Stage, StageContext};
 use crate::model::fusion::MmFuserConfig;
 use crate::model::mllm::{Mllm, MllmSpec};
 use crate::plan::config::PretrainConfig;
-use crate::plan::Task;
+use crate::task::Task;
 use crate::train::trainer::training_device;
 use anyhow::Context;
 
@@ -30,7 +30,7 @@ impl Stage for PretrainStage {
             llm_layers: cfg.llm.layers,
             mmfuser: MmFuserConfig::default(),
             xattn: cfg.i_m.unwrap_or_default(),
-            image_aspect: cfg.hparams.image_aspect.into(),
+            image_aspect: cfg.hparams.image_aspect,
         };
         spec.mmfuser = mmfuser_for(&spec.vision.dir)?;
         let device = training_device()?;

@@ -2,9 +2,9 @@
 //! with its size and blake3 checksum; a directory counts as done only if the record parses,
 //! names the expected task, and every listed file is present with the recorded size and content.
 
-use crate::plan::{StageKind, TaskKey};
 use crate::store::layout;
 use crate::store::metrics::MetricRecord;
+use crate::task::{Plan, StageKind, Task, TaskKey};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -193,6 +193,20 @@ pub fn verify(
     level: VerifyLevel,
 ) -> Result<DoneRecord, NotDone> {
     verify_dir(&layout::task_dir(root, stage, key), stage, key, level)
+}
+
+/// A task is *cached* when its published DONE record verifies (sizes always, content where a
+/// file changed since publishing) — the same check `mlvf run` uses to skip it.
+pub fn is_cached(root: &Path, task: &Task) -> bool {
+    verify(root, task.stage, &task.key, VerifyLevel::Fast).is_ok()
+}
+
+/// Whether each of a plan's tasks is cached in its store, in plan order (what `mlvf plan` shows).
+pub fn cached_states(plan: &Plan) -> Vec<bool> {
+    plan.tasks
+        .iter()
+        .map(|t| is_cached(&plan.store, t))
+        .collect()
 }
 
 #[cfg(test)]

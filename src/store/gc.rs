@@ -2,8 +2,8 @@
 //! directories of attempts that are no longer running. Callers hold the store lock, so no
 //! attempt is running and every tmp directory is dead.
 
-use crate::plan::TaskKey;
 use crate::store::{layout, sweeps};
+use crate::task::TaskKey;
 use anyhow::Context;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

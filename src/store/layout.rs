@@ -9,7 +9,7 @@
 //! <root>/mlvf.sqlite               the controller's database
 //! ```
 
-use crate::plan::{StageKind, TaskKey};
+use crate::task::{StageKind, TaskKey};
 use std::path::{Path, PathBuf};
 
 pub const DONE_FILE: &str = "DONE.json";

@@ -1,8 +1,8 @@
 //! Task specs: `<root>/specs/<key>.json`, the JSON of a [`Task`] that the controller writes
 //! before it spawns `mlvf task run KEY`, and the only input the worker gets besides the key.
 
-use crate::plan::{Task, TaskKey};
 use crate::store::{layout, write_atomic};
+use crate::task::{Task, TaskKey};
 use anyhow::{bail, Context};
 use std::path::Path;
 
@@ -40,4 +40,28 @@ pub fn read_spec(root: &Path, key: &TaskKey) -> anyhow::Result<Task> {
         );
     }
     Ok(task)
+}
+
+/// Keys in the store's spec directory that start with `prefix`.
+pub fn stored_keys(root: &Path, prefix: &str) -> Vec<TaskKey> {
+    let dir = layout::spec_path(root, &TaskKey(String::new()));
+    let Some(dir) = dir.parent() else {
+        return vec![];
+    };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut out: Vec<TaskKey> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .map(str::to_string)
+        })
+        .filter(|k| k.starts_with(prefix))
+        .map(TaskKey)
+        .collect();
+    out.sort();
+    out
 }

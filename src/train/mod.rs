@@ -1,10 +1,7 @@
-//! Training: LLaVA data and templates, optimiser and schedule, the loop, checkpoints.
+//! Training: optimiser and schedule, the loop, checkpoints (the data it reads is [`crate::data`]).
 
 pub mod checkpoint;
-pub mod data;
-pub mod encoded;
 pub mod grad;
-pub mod loss;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;

@@ -18,16 +18,16 @@
 //! step; at the end `train_loss` (mean step loss over the whole run) with step `None`. A progress
 //! bar on a terminal (hidden otherwise) and a log line every `log_every` steps.
 
+use crate::data::encoded::EncodedFeatures;
+use crate::data::{
+    Batch, DataLoader, DataPosition, ImagePreprocessor, LlavaDataset, LoaderConfig, OnError,
+    SamplerConfig, TemplateKind, TokenBudget,
+};
 use crate::manifest::stages::{Scheduler, Template, TrainSettings};
 use crate::model::mllm::{FeatureCache, Mllm, MllmBatch};
 use crate::train::checkpoint::{
     latest_checkpoint, prune_checkpoints, save_checkpoint, RngState, TrainState,
 };
-use crate::train::data::{
-    Batch, DataLoader, DataPosition, ImageAspect, ImagePreprocessor, LlavaDataset, LoaderConfig,
-    OnError, SamplerConfig, TemplateKind, TokenBudget,
-};
-use crate::train::encoded::EncodedFeatures;
 use crate::train::grad::{clip_grad_norm, GradAccumulator};
 use crate::train::optim::{named_vars, param_groups, AdamW, AdamWConfig};
 use crate::train::schedule::{CosineSchedule, Warmup};
@@ -69,7 +69,7 @@ pub struct TrainerOptions {
     /// key-hashed `[pretrain]`/`[finetune]` `mm_projector_lr`.
     pub fusion_lr: Option<f64>,
     /// The `encode` stage's output for this dataset: tower features are read from it instead of
-    /// computed (same values; see `crate::train::encoded`).
+    /// computed (same values; see `crate::data::encoded`).
     pub encoded: Option<Arc<EncodedFeatures>>,
 }
 
@@ -184,7 +184,7 @@ pub fn loader_config(
             max_len: hp.max_len as usize,
             image_tokens: model.config().image_tokens,
         },
-        aspect: ImageAspect::from(hp.image_aspect),
+        aspect: hp.image_aspect,
         sampler: SamplerConfig {
             seed,
             shuffle: true,

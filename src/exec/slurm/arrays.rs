@@ -9,7 +9,7 @@
 //! parent array. Dependencies on jobs of an earlier submission that are still queued or running
 //! name the job's element (`afterok:123_4`).
 
-use crate::plan::{StageKind, Task, TaskKey};
+use crate::task::{StageKind, Task, TaskKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Most aligned arrays one group is split into before `afterok` is used instead.

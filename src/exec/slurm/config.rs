@@ -3,7 +3,7 @@
 
 pub use crate::manifest::executor::{ExecutorKind, Resources};
 use crate::manifest::ExecutorSettings;
-use crate::plan::StageKind;
+use crate::task::StageKind;
 use anyhow::bail;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

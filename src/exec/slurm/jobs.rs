@@ -3,7 +3,7 @@
 //! controller (or `mlvf status`) find a task's job even if the database is lost; each
 //! submission's scripts, key lists and Slurm output files sit in `<root>/slurm/<submission>/`.
 
-use crate::plan::{StageKind, TaskKey};
+use crate::task::{StageKind, TaskKey};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

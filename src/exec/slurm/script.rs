@@ -123,7 +123,7 @@ pub fn key_list(lines: &[(u32, &str, u32, &Path)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::StageKind;
+    use crate::task::StageKind;
 
     #[test]
     fn script_has_the_options_in_order_and_quotes_paths() {

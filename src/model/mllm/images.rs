@@ -2,9 +2,9 @@
 //! processors, and a per-image cache of the tower's selected hidden states (the tower is frozen,
 //! so an image's features never change across epochs).
 
-use crate::model::preprocess::{load_rgb, AspectMode, ImageProcessor, ResizeTarget};
-use crate::train::data::{ImageAspect, ImagePreprocessor};
-use crate::train::encoded::EncodedFeatures;
+use crate::data::encoded::EncodedFeatures;
+use crate::data::{ImageAspect, ImagePreprocessor};
+use crate::model::preprocess::{load_rgb, ImageProcessor, ResizeTarget};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -14,11 +14,7 @@ use std::sync::Arc;
 impl ImagePreprocessor for ImageProcessor {
     fn pixel_values(&self, path: &Path, aspect: ImageAspect) -> Result<Tensor> {
         let img = load_rgb(path)?;
-        let mode = match aspect {
-            ImageAspect::Square => AspectMode::Square,
-            ImageAspect::Pad => AspectMode::Pad,
-        };
-        self.preprocess(&img, mode, &Device::Cpu)
+        self.preprocess(&img, aspect, &Device::Cpu)
             .with_context(|| format!("preprocessing {}", path.display()))
     }
 

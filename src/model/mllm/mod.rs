@@ -51,6 +51,8 @@ pub use config::{
 pub use images::FeatureCache;
 pub use splice::{image_position, splice, Spliced};
 
+use crate::data::IGNORE_INDEX;
+use crate::data::{ImageAspect, TextTokenizer};
 use crate::layers::{Fusion, ResolvedLayers};
 use crate::model::fusion::{
     patch_tokens, seeded_var_builder, FusionConfig, FusionModel, MmFuserConfig, VisualFusion,
@@ -60,10 +62,9 @@ use crate::model::llm::{
     generate_greedy, CrossAttn, CrossAttnBlocks, CrossAttnConfig, CrossAttnInputs, ForwardOptions,
     GenerateConfig, Injections, Llama, LlamaConfig, VisualSpans,
 };
-use crate::model::preprocess::{AspectMode, ImageProcessor};
+use crate::model::loss::causal_lm_loss;
+use crate::model::preprocess::ImageProcessor;
 use crate::model::vision::{VisionArch, VisionConfig, VisionTower};
-use crate::train::data::{ImageAspect, TextTokenizer};
-use crate::train::loss::{causal_lm_loss, IGNORE_INDEX};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -674,7 +675,7 @@ impl Mllm {
 
     /// Pixels `[1, 3, H, W]` for an image, made square the way the model was trained.
     pub fn pixels(&self, image: &image::RgbImage) -> Result<Tensor> {
-        let mode = AspectMode::parse(&self.config.image_aspect)?;
+        let mode = ImageAspect::parse(&self.config.image_aspect).map_err(anyhow::Error::msg)?;
         Ok(self
             .processor
             .preprocess(image, mode, self.tower.device())?

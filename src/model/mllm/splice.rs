@@ -7,8 +7,8 @@
 //! returned [`VisualSpans`] say where each row's visual tokens landed (length 0 for text-only
 //! rows): I_D injections are added exactly there.
 
+use crate::data::{IGNORE_INDEX, IMAGE_TOKEN_INDEX};
 use crate::model::llm::{Llama, VisualSpans};
-use crate::train::data::{IGNORE_INDEX, IMAGE_TOKEN_INDEX};
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
 

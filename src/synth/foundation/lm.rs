@@ -11,14 +11,14 @@
 use super::text_qa::{self, QaSample};
 use super::tokenizer::{add_words, save_tokenizer, train_tokenizer, BOS_ID, EOS_ID, PAD_ID};
 use super::{params_from, seeded_init, train_loop, DataOrder, Finished, Optim, TrainHooks};
+use crate::data::json::Record;
+use crate::data::tokenize::TextTokenizer;
+use crate::data::{load_llava_json, LoadOptions};
 use crate::model::llm::config::RopeScaling;
 use crate::model::llm::{Llama, LlamaConfig};
+use crate::model::loss::{causal_lm_loss, masked_nll_sum};
 use crate::synth::scene_text::{block_tokens, CellToken};
 use crate::synth::{HeldoutQuestion, WorldSummary};
-use crate::train::data::json::Record;
-use crate::train::data::tokenize::TextTokenizer;
-use crate::train::data::{load_llava_json, LoadOptions};
-use crate::train::loss::{causal_lm_loss, masked_nll_sum};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -205,7 +205,7 @@ fn batch_tensor(rows: &[&Vec<u32>]) -> Result<Tensor> {
 /// visual tokens); with it, into one token per word, as in a real LLM's vocabulary. Each line twice, to pass the
 /// trainer's minimum frequency of 2. The LM itself never trains on these lines.
 fn chat_template_lines<'a>() -> impl Iterator<Item = &'a str> {
-    use crate::train::data::template::{LLAVA_V1_SYSTEM, VICUNA_V1_SYSTEM};
+    use crate::data::template::{LLAVA_V1_SYSTEM, VICUNA_V1_SYSTEM};
     [VICUNA_V1_SYSTEM, LLAVA_V1_SYSTEM, "USER: ASSISTANT:"]
         .into_iter()
         .cycle()
@@ -635,7 +635,7 @@ pub fn train_lm(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::data::template::VICUNA_V1_SYSTEM;
+    use crate::data::template::VICUNA_V1_SYSTEM;
 
     /// `linear_init_std` is checked when the plan reads the entry, and left out of the
     /// serialised settings (what keys hash) at its default, so existing LM keys stand.

@@ -7,14 +7,12 @@
 //! answer position (its final `</s>` included) is the reference token. That makes the held-out
 //! check a batched forward pass instead of a decode loop.
 
+use crate::data::json::{Record, Role, Turn};
+use crate::data::template::{Rendered, Template, TemplateKind};
+use crate::data::tokenize::{tokenize_conversation, tokenize_rendered, TextTokenizer, TokenBudget};
 use crate::model::llm::Llama;
+use crate::model::loss::IGNORE_INDEX;
 use crate::synth::HeldoutQuestion;
-use crate::train::data::json::{Record, Role, Turn};
-use crate::train::data::template::{Rendered, Template, TemplateKind};
-use crate::train::data::tokenize::{
-    tokenize_conversation, tokenize_rendered, TextTokenizer, TokenBudget,
-};
-use crate::train::loss::IGNORE_INDEX;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use std::collections::BTreeMap;
@@ -237,10 +235,10 @@ pub fn score(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::json::validate_record;
     use crate::synth::foundation::tokenizer::{add_words, train_tokenizer};
     use crate::synth::scene_text::{cell_tokens, text_record};
     use crate::synth::SynthConfig;
-    use crate::train::data::json::validate_record;
 
     fn tokenizer() -> TextTokenizer {
         let lines = [

@@ -29,7 +29,7 @@
 
 use super::patch_heads::{layer_probes, PatchHeads, PatchLabels};
 use super::{params_from, seeded_init, train_loop, DataOrder, Finished, Optim, TrainHooks};
-use crate::model::preprocess::{AspectMode, ImageProcessor, CLIP_MEAN, CLIP_STD, HALF};
+use crate::model::preprocess::{ImageAspect, ImageProcessor, CLIP_MEAN, CLIP_STD, HALF};
 use crate::model::vision::{VisionActivation, VisionArch, VisionConfig, VisionTower};
 use crate::synth::{LlavaRecord, WorldSummary};
 use anyhow::{bail, Context, Result};
@@ -408,7 +408,7 @@ fn load_split(world: &Path, processor: &ImageProcessor) -> Result<Split> {
         };
         let path = images.join(image);
         let img = crate::model::preprocess::load_rgb(&path)?;
-        let (v, h, w) = processor.preprocess_to_vec(&img, AspectMode::Square)?;
+        let (v, h, w) = processor.preprocess_to_vec(&img, ImageAspect::Square)?;
         size = (h, w);
         data.extend(v);
         captions.push(answer.value.clone());

@@ -22,7 +22,7 @@
 //! exactly), so the encoded path trains to the same weights as running the tower (tested).
 //! One output covers one image aspect; the index maps image path → row.
 
-use crate::train::data::ImageAspect;
+use crate::data::ImageAspect;
 use anyhow::{bail, Result};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
@@ -143,10 +143,9 @@ impl EncodedFeatures {
                 ),
             ));
         }
-        let aspect = match manifest.image_aspect.as_str() {
-            "square" => ImageAspect::Square,
-            "pad" => ImageAspect::Pad,
-            other => return Err(corrupt(dir, format!("unknown image_aspect `{other}`"))),
+        let Ok(aspect) = ImageAspect::parse(&manifest.image_aspect) else {
+            let other = &manifest.image_aspect;
+            return Err(corrupt(dir, format!("unknown image_aspect `{other}`")));
         };
         let ipath = dir.join(INDEX_FILE);
         let index: EncodedIndex = std::fs::read(&ipath)

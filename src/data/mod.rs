@@ -1,5 +1,6 @@
 //! LLaVA training data: JSON datasets, conversation templates, tokenisation with label masking,
-//! sampling and batching.
+//! sampling and batching, and the encode stage's cached features. Below the models and the
+//! trainer, which both read it; it imports neither.
 //!
 //! The path of a sample: [`load_llava_json`] (validated [`Record`]s) → [`Template::render_training`]
 //! (LLaVA's prompt text + supervised byte ranges) → [`tokenize_conversation`] (ids with the
@@ -9,6 +10,7 @@
 //! these together and keeps the resumable [`DataPosition`].
 
 pub mod batch;
+pub mod encoded;
 pub mod json;
 pub mod loader;
 pub mod sampler;

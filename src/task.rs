@@ -1,6 +1,8 @@
-//! The plan's vocabulary, shared by the planner (which builds it) and the executor, store,
-//! database and reports (which consume it).
+//! The task vocabulary: what the planner builds and the executor, stages, store, database and
+//! reports consume. It lives below all of them (it names no module but the manifest's settings a
+//! plan carries), so each of them can read a task without reaching into another's code.
 
+use crate::manifest::{ExecutorSettings, TableSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -98,31 +100,21 @@ pub struct Task {
     pub runtime: BTreeMap<String, serde_json::Value>,
 }
 
+/// The names of [`Task::runtime`] options, shared by the planner that sets them and the stages
+/// that read them.
+pub mod runtime {
+    /// Encode tasks: the manifest's `[encode] budget_gb`, the cache's disk budget in GB.
+    pub const ENCODE_BUDGET_GB: &str = "budget_gb";
+    /// Eval tasks: how many prompts one generation batch holds (the manifest's `[eval] batch`
+    /// or the stage's default).
+    pub const EVAL_BATCH: &str = "batch";
+}
+
 /// One point of the grid: the value of every axis that applies to it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     /// Axis name → value as written in the manifest (e.g. "fusion" → "E_D", "finetune.lr" → 2e-5).
     pub axes: BTreeMap<String, serde_json::Value>,
-}
-
-/// A results table a sweep should produce (`[[table]]` in the manifest).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TableSpec {
-    pub name: String,
-    /// Axes whose values label the rows.
-    pub rows: Vec<String>,
-    /// Axes whose values label the columns (usually `benchmark`).
-    pub cols: Vec<String>,
-    /// Metric name, or `primary` for each benchmark's primary metric.
-    pub metric: String,
-    /// Add an `avg` column: each row's plain mean over its columns (the paper's convention, on
-    /// the benchmarks' reporting scales).
-    #[serde(default)]
-    pub average: bool,
-    /// Keep only the cells whose axis takes one of the listed values (`where = { benchmark =
-    /// ["syn-textvqa", "syn-ocrbench"] }`): one table per benchmark family, per encoder, ….
-    #[serde(default, rename = "where", skip_serializing_if = "BTreeMap::is_empty")]
-    pub filter: BTreeMap<String, Vec<String>>,
 }
 
 /// A whole sweep, planned: what the executor runs and the reports read.
@@ -141,7 +133,7 @@ pub struct Plan {
     /// The manifest's `[executor]` (left out of the JSON while it is the default, so plans
     /// written before it existed read the same).
     #[serde(default, skip_serializing_if = "is_default")]
-    pub executor: crate::manifest::ExecutorSettings,
+    pub executor: ExecutorSettings,
 }
 
 fn is_default<T: Default + PartialEq>(x: &T) -> bool {

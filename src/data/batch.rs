@@ -20,16 +20,6 @@ pub enum ImageAspect {
     Pad,
 }
 
-/// The manifest's `image_aspect` setting, as the data pipeline applies it.
-impl From<crate::manifest::ImageAspect> for ImageAspect {
-    fn from(a: crate::manifest::ImageAspect) -> Self {
-        match a {
-            crate::manifest::ImageAspect::Square => ImageAspect::Square,
-            crate::manifest::ImageAspect::Pad => ImageAspect::Pad,
-        }
-    }
-}
-
 impl ImageAspect {
     pub fn parse(s: &str) -> Result<ImageAspect, String> {
         match s {

@@ -261,35 +261,18 @@ pub fn load_llava_json(
 }
 
 /// Writes records as a LLaVA JSON dataset (one array, `{"id", "image"?, "conversations"}` per
-/// record, the shape [`load_llava_json`] reads), atomically: a temporary file in the same folder
-/// is renamed over `path`, so a reader never sees half a file. Used by the synthetic world.
+/// record, the shape [`load_llava_json`] reads), atomically ([`crate::atomic`]): a reader never
+/// sees half a file. Used by the synthetic world.
 pub fn write_llava_json(path: &Path, records: &[Record]) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+    crate::atomic::write_atomic_stream(path, |w| {
         w.write_all(b"[")?;
         for (i, record) in records.iter().enumerate() {
-            if i > 0 {
-                w.write_all(b",\n")?;
-            } else {
-                w.write_all(b"\n")?;
-            }
-            serde_json::to_writer(&mut w, &RecordJson::from(record))?;
+            w.write_all(if i > 0 { b",\n" } else { b"\n" })?;
+            serde_json::to_writer(&mut *w, &RecordJson::from(record))?;
         }
         w.write_all(b"\n]\n")?;
-        w.flush()?;
-    }
-    tmp.persist(path)
-        .with_context(|| format!("cannot write dataset {}", path.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// A record in its JSON shape, for writing.

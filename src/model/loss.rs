@@ -8,8 +8,7 @@
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor, D};
 
-/// The label value of positions that do not count (PyTorch's `ignore_index` default).
-pub const IGNORE_INDEX: i64 = -100;
+pub use crate::data::IGNORE_INDEX;
 
 /// Sum of the negative log-likelihoods over non-ignored positions and how many there were.
 ///
