@@ -229,7 +229,9 @@ fn main() {
         step_bench(&mut cr, &format!("pretrain/{fusion}"), &model, &map, 1.0);
         if fusion == Fusion::Baseline {
             let pre = dir.path().join("pre");
-            model.save(&map, &pre, false).unwrap();
+            model
+                .save(&map, &pre, false, mlvf::data::TemplateKind::Plain)
+                .unwrap();
             let (ft, ft_map) = Mllm::finetune(&pre, false, &Device::Cpu).unwrap();
             step_bench(&mut cr, "finetune/baseline", &ft, &ft_map, 2.0);
         }
@@ -423,7 +425,9 @@ mod slice {
             rows.push(steps(&format!("pretrain/{fusion}"), &model, &map, 1.0, n));
             if fusion == Fusion::Baseline {
                 let pre = dir.path().join("pre");
-                model.save(&map, &pre, false).unwrap();
+                model
+                    .save(&map, &pre, false, mlvf::data::TemplateKind::Plain)
+                    .unwrap();
                 drop((model, map));
                 reset_peak_rss();
                 let (ft, ft_map) = Mllm::finetune(&pre, false, &dev).unwrap();

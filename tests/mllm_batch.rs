@@ -269,7 +269,7 @@ fn the_runners_predictions_do_not_depend_on_the_batch_size() {
 #[test]
 #[ignore]
 fn batched_eval_speedup() {
-    use mlvf::eval::{prompt::build_prompt, ConversationTemplate};
+    use mlvf::eval::{prompt::build_prompt, TemplateKind};
     use mlvf::layers::{resolve, EncoderDepth, LayerSet};
     use mlvf::model::llm::Llama;
     use mlvf::model::vision::VisionTower;
@@ -333,7 +333,7 @@ fn batched_eval_speedup() {
         let m = model(&spec);
         let ids: Vec<Vec<i64>> = (0..N)
             .map(|i| {
-                let p = build_prompt(ConversationTemplate::VicunaV1, questions[i % 4], 1);
+                let p = build_prompt(TemplateKind::VicunaV1, questions[i % 4], 1);
                 m.tokenizer().encode_prompt(&p).unwrap()
             })
             .collect();

@@ -40,7 +40,14 @@ fn every_paradigm_memorises_a_handful_of_samples() {
             pre.last().unwrap() < &pre[0],
             "{fusion}: pretraining the fusion alone did not lower the loss: {pre:?}"
         );
-        model.save(&map, &dir.path().join("pre"), false).unwrap();
+        model
+            .save(
+                &map,
+                &dir.path().join("pre"),
+                false,
+                mlvf::data::TemplateKind::Plain,
+            )
+            .unwrap();
 
         let (model, map) = Mllm::finetune(&dir.path().join("pre"), false, &cpu()).unwrap();
         let mut log = MetricLog::default();

@@ -24,7 +24,8 @@ fn hp() -> TrainSettings {
 
 fn pretrained(dir: &Path) {
     let (m, map) = Mllm::pretrain(&spec(Fusion::ExternalModular, "idx:1-2-3"), 5, &cpu()).unwrap();
-    m.save(&map, dir, false).unwrap();
+    m.save(&map, dir, false, mlvf::data::TemplateKind::Plain)
+        .unwrap();
 }
 
 fn run(pre: &Path, ckpt: &Path, stop_after: Option<u64>) -> (VarMap, TrainSummary, MetricLog) {

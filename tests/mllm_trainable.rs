@@ -76,7 +76,8 @@ fn finetuning_trains_the_llm_unless_frozen_and_honours_a_fusion_lr() {
     let dir = tempfile::tempdir().unwrap();
     let pre = dir.path().join("pre");
     let (m, map) = Mllm::pretrain(&spec(Fusion::ExternalDirect, "idx:1-2-3"), 0, &cpu()).unwrap();
-    m.save(&map, &pre, false).unwrap();
+    m.save(&map, &pre, false, mlvf::data::TemplateKind::Plain)
+        .unwrap();
     let fusion_before = snapshot(
         named_vars(&map)
             .into_iter()

@@ -93,6 +93,11 @@ fn pretrain_then_finetune_through_the_worker() {
     let pre_dir = layout::task_dir(root, StageKind::Pretrain, &pre_key);
     let cfg = MllmConfig::read(&pre_dir).unwrap();
     assert_eq!(cfg.fusion.fusion, Fusion::InternalModular);
+    assert_eq!(
+        cfg.template,
+        Some(Template::Plain),
+        "the stage records its template"
+    );
     assert_eq!(cfg.xattn.map(|x| x.placement), Some(XAttnPlacement::Post));
     let mlvf::layers::ResolvedLayers::Internal { injections, .. } = &cfg.fusion.layers else {
         panic!("I_M resolves to internal layers")
@@ -136,6 +141,8 @@ fn pretrain_then_finetune_through_the_worker() {
     assert!(ft_dir.join(LLM_DIR).join("model.safetensors").is_file());
     assert!(ft_dir.join(LLM_DIR).join("tokenizer.json").is_file());
     let ft_cfg = MllmConfig::read(&ft_dir).unwrap();
+    // Eval asks in the template the finetune trained with, not in pretrain's `plain`.
+    assert_eq!(ft_cfg.template, Some(Template::VicunaV1));
     assert_eq!(
         ft_cfg.xattn.map(|x| x.placement),
         Some(XAttnPlacement::Post),
@@ -209,7 +216,7 @@ fn pretrain_then_finetune_through_the_worker() {
     let mut model = model;
     assert_eq!(
         Generator::template(&model),
-        mlvf::eval::ConversationTemplate::VicunaV1
+        mlvf::eval::TemplateKind::VicunaV1
     );
     let prompt = build_prompt(Generator::template(&model), "What color is the dot?", 1);
     let img = image::DynamicImage::ImageRgb8(image("000000003.png"));

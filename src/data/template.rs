@@ -8,6 +8,10 @@
 //!   prompt, then `USER: …` / `ASSISTANT: …` turns, `SeparatorStyle.TWO` with `sep = " "` after a
 //!   user turn and `sep2 = "</s>"` after an assistant turn.
 //! * `llava_v1` (`conv_llava_v1`): the same as `vicuna_v1` with the "curious human" system prompt.
+//! * `vicuna_v1_nosys` (not LLaVA's): `vicuna_v1` with an empty system prompt, rendered as
+//!   LLaVA's `get_prompt` renders an empty `system` (`" USER: … ASSISTANT: …</s>"`). For tiny
+//!   models the ~35 tokens of system text in front of every sample delay learning to read the
+//!   context (experiments/README.md, "What delays the lookup").
 //!
 //! Rendering for training also returns the byte ranges the model is trained on (the answers and
 //! their `</s>`), so the tokeniser can build labels from one tokenisation of the whole text.
@@ -34,11 +38,21 @@ pub enum TemplateKind {
     VicunaV1,
     /// `vicuna_v1` with LLaVA's "curious human" system prompt.
     LlavaV1,
+    /// `vicuna_v1` with an empty system prompt (mlvf's own, for tiny models).
+    #[serde(rename = "vicuna_v1_nosys")]
+    VicunaV1NoSystem,
 }
 
 impl TemplateKind {
     /// Names accepted by [`TemplateKind::parse`], as LLaVA's `conv_templates` spells them.
-    pub const NAMES: [&'static str; 5] = ["plain", "v0_plain", "v1", "vicuna_v1", "llava_v1"];
+    pub const NAMES: [&'static str; 6] = [
+        "plain",
+        "v0_plain",
+        "v1",
+        "vicuna_v1",
+        "llava_v1",
+        "vicuna_v1_nosys",
+    ];
 
     /// Parses a LLaVA template name (`--version`), e.g. `plain`, `v1`, `vicuna_v1`, `llava_v1`.
     pub fn parse(name: &str) -> Result<TemplateKind, String> {
@@ -46,6 +60,7 @@ impl TemplateKind {
             "plain" | "v0_plain" => Ok(TemplateKind::Plain),
             "v1" | "vicuna_v1" => Ok(TemplateKind::VicunaV1),
             "llava_v1" => Ok(TemplateKind::LlavaV1),
+            "vicuna_v1_nosys" => Ok(TemplateKind::VicunaV1NoSystem),
             other => Err(format!(
                 "unknown conversation template \"{other}\"; expected one of {}",
                 Self::NAMES.join(", ")
@@ -58,6 +73,7 @@ impl TemplateKind {
             TemplateKind::Plain => "plain",
             TemplateKind::VicunaV1 => "vicuna_v1",
             TemplateKind::LlavaV1 => "llava_v1",
+            TemplateKind::VicunaV1NoSystem => "vicuna_v1_nosys",
         }
     }
 
@@ -123,18 +139,20 @@ impl Template {
                 sep: "\n",
                 sep2: None,
             },
-            TemplateKind::VicunaV1 | TemplateKind::LlavaV1 => Template {
-                kind,
-                system: if kind == TemplateKind::VicunaV1 {
-                    VICUNA_V1_SYSTEM
-                } else {
-                    LLAVA_V1_SYSTEM
-                },
-                roles: ["USER", "ASSISTANT"],
-                style: SeparatorStyle::Two,
-                sep: " ",
-                sep2: Some("</s>"),
-            },
+            TemplateKind::VicunaV1 | TemplateKind::LlavaV1 | TemplateKind::VicunaV1NoSystem => {
+                Template {
+                    kind,
+                    system: match kind {
+                        TemplateKind::VicunaV1 => VICUNA_V1_SYSTEM,
+                        TemplateKind::LlavaV1 => LLAVA_V1_SYSTEM,
+                        _ => "",
+                    },
+                    roles: ["USER", "ASSISTANT"],
+                    style: SeparatorStyle::Two,
+                    sep: " ",
+                    sep2: Some("</s>"),
+                }
+            }
         }
     }
 

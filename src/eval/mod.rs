@@ -30,7 +30,7 @@ pub use control::Control;
 pub use format::{Benchmark, BenchmarkManifest, BenchmarkWriter, Sample};
 pub use output::RunInfo;
 pub use predictions::{load_predictions, Prediction, PredictionSet};
-pub use prompt::ConversationTemplate;
+pub use prompt::TemplateKind;
 pub use runner::{evaluate, run_benchmark, Generator, Request, RunOptions, RunSummary};
 pub use scorers::{Metrics, Scorer};
 pub use scoring::{score_benchmark, ScoreReport};

@@ -1,57 +1,19 @@
 //! The conversation template the llava wrapper puts around lmms-eval's context string
 //! (eval.md §2). The context (`Sample::prompt`) holds no image token and no template; this adds
-//! both, exactly as LLaVA's `conversation.py` renders them.
+//! both through the same [`Template`] that renders the training conversations, so a model is
+//! asked exactly the way it was trained.
+
+use crate::data::template::Template;
+pub use crate::data::TemplateKind;
 
 /// The image placeholder the MLLM replaces with projected patch features.
-pub const IMAGE_TOKEN: &str = "<image>";
+pub const IMAGE_TOKEN: &str = crate::data::json::IMAGE_PLACEHOLDER;
 
-/// LLaVA's vicuna_v1 system line.
-pub const VICUNA_V1_SYSTEM: &str =
-    "A chat between a curious user and an artificial intelligence assistant. \
-The assistant gives helpful, detailed, and polite answers to the user's questions.";
-
-/// Which chat template wraps the context.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConversationTemplate {
-    /// `vicuna_v1` (LLaVA-1.5, the default of lmms-eval's `--model llava`):
-    /// `{system} USER: <image>\n{context} ASSISTANT:`.
-    #[default]
-    VicunaV1,
-    /// Plain: image tokens + context, no chat wrapper (base LLMs, debugging).
-    Plain,
-}
-
-impl ConversationTemplate {
-    /// Parse a template name (`vicuna_v1`, `plain`).
-    pub fn from_name(name: &str) -> anyhow::Result<Self> {
-        match name {
-            "vicuna_v1" => Ok(Self::VicunaV1),
-            "plain" => Ok(Self::Plain),
-            other => anyhow::bail!(
-                "unknown conversation template {other:?}; expected vicuna_v1 or plain"
-            ),
-        }
-    }
-}
-
-/// The user turn the llava wrapper builds: when there are images and the context does not already
-/// contain `<image>`, one `<image>` per image (space-separated) and a newline go first.
-pub fn user_turn(context: &str, n_images: usize) -> String {
-    if n_images > 0 && !context.contains(IMAGE_TOKEN) {
-        let tokens = vec![IMAGE_TOKEN; n_images].join(" ");
-        format!("{tokens}\n{context}")
-    } else {
-        context.to_string()
-    }
-}
-
-/// The full prompt string handed to the model; generation continues right after `ASSISTANT:`.
-pub fn build_prompt(template: ConversationTemplate, context: &str, n_images: usize) -> String {
-    let user = user_turn(context, n_images);
-    match template {
-        ConversationTemplate::VicunaV1 => format!("{VICUNA_V1_SYSTEM} USER: {user} ASSISTANT:"),
-        ConversationTemplate::Plain => user,
-    }
+/// The full prompt string handed to the model; generation continues right after the assistant
+/// role (`ASSISTANT:` for the vicuna templates). With images and a context that holds no
+/// `<image>`, one `<image>` per image (space-separated) and a newline go first.
+pub fn build_prompt(template: TemplateKind, context: &str, n_images: usize) -> String {
+    Template::new(template).generation_prompt(context, n_images)
 }
 
 #[cfg(test)]
@@ -61,7 +23,7 @@ mod tests {
     #[test]
     fn vicuna_v1_exact_string() {
         let p = build_prompt(
-            ConversationTemplate::VicunaV1,
+            TemplateKind::VicunaV1,
             "Is it overcast?\nAnswer the question using a single word or phrase.",
             1,
         );
@@ -73,12 +35,36 @@ single word or phrase. ASSISTANT:"
         );
     }
 
+    /// Without the system prompt the turns keep their separators, as LLaVA's `get_prompt`
+    /// renders an empty `system`: the prompt a `vicuna_v1_nosys` model was finetuned on.
+    #[test]
+    fn vicuna_v1_nosys_drops_only_the_system_text() {
+        let p = build_prompt(TemplateKind::VicunaV1NoSystem, "Q", 1);
+        assert_eq!(p, " USER: <image>\nQ ASSISTANT:");
+    }
+
     #[test]
     fn image_tokens_once_per_image_and_not_twice() {
-        assert_eq!(user_turn("Q", 2), "<image> <image>\nQ");
-        assert_eq!(user_turn("<image>\nQ", 1), "<image>\nQ");
-        assert_eq!(user_turn("Q", 0), "Q");
+        let t = TemplateKind::VicunaV1NoSystem;
+        assert_eq!(
+            build_prompt(t, "Q", 2),
+            " USER: <image> <image>\nQ ASSISTANT:"
+        );
+        assert_eq!(
+            build_prompt(t, "<image>\nQ", 1),
+            " USER: <image>\nQ ASSISTANT:"
+        );
+        assert_eq!(build_prompt(t, "Q", 0), " USER: Q ASSISTANT:");
         // MMMU-style placeholders are not the image token and stay as text.
-        assert_eq!(user_turn("see <image 1>", 1), "<image>\nsee <image 1>");
+        assert_eq!(
+            build_prompt(t, "see <image 1>", 1),
+            " USER: <image>\nsee <image 1> ASSISTANT:"
+        );
+    }
+
+    /// `plain` renders as LLaVA's PLAIN `get_prompt` does: the user message and its `"\n"`.
+    #[test]
+    fn plain_is_the_user_message_and_its_separator() {
+        assert_eq!(build_prompt(TemplateKind::Plain, "Q", 1), "<image>\nQ\n");
     }
 }

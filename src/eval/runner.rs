@@ -9,7 +9,7 @@ use crate::eval::control::{Control, ControlledInputs, DEFAULT_BLANK_FILL};
 use crate::eval::format::{Benchmark, Sample};
 use crate::eval::output::{write_atomic, write_results_json, write_samples_jsonl, RunInfo};
 use crate::eval::predictions::{cache_header, load_predictions};
-use crate::eval::prompt::{build_prompt, ConversationTemplate};
+use crate::eval::prompt::{build_prompt, TemplateKind};
 use crate::eval::scoring::{score_benchmark, ScoreReport};
 use anyhow::{bail, Context, Result};
 use image::DynamicImage;
@@ -46,8 +46,8 @@ pub trait Generator {
     }
 
     /// The chat template this model was trained with.
-    fn template(&self) -> ConversationTemplate {
-        ConversationTemplate::VicunaV1
+    fn template(&self) -> TemplateKind {
+        TemplateKind::VicunaV1
     }
 
     /// The colour of the `blank` grounding control's images: what this model takes for "no
@@ -72,7 +72,7 @@ pub struct RunOptions {
     /// Override the manifest's `generation.max_new_tokens`.
     pub max_new_tokens: Option<usize>,
     /// Override the generator's template.
-    pub template: Option<ConversationTemplate>,
+    pub template: Option<TemplateKind>,
     /// Samples per [`Generator::generate_batch`] call (0 and 1: one at a time).
     pub batch: usize,
     /// Answer under a grounding control instead of with the benchmark's images
@@ -94,13 +94,6 @@ pub struct RunSummary {
     /// Samples in scope that the control could not change (shuffle: no other image list with
     /// as many images); 0 without a control.
     pub control_unchanged: usize,
-}
-
-fn template_name(t: ConversationTemplate) -> &'static str {
-    match t {
-        ConversationTemplate::VicunaV1 => "vicuna_v1",
-        ConversationTemplate::Plain => "plain",
-    }
 }
 
 /// Answer every sample of `bench` not yet in `predictions_path` in batches of `opts.batch`,
@@ -125,11 +118,11 @@ pub fn run_benchmark(
     }
     if let Some(h) = &existing.header {
         let cached = h["template"].as_str().unwrap_or("");
-        if cached != template_name(template) {
+        if cached != template.as_str() {
             bail!(
                 "{} was generated with template {cached:?}, not {:?}; use another predictions file",
                 predictions_path.display(),
-                template_name(template)
+                template.as_str()
             );
         }
         // A cache without a `control` holds answers with the benchmark's own images.
@@ -173,10 +166,7 @@ pub fn run_benchmark(
     file.set_len(existing.valid_len)?;
     file.seek(SeekFrom::End(0))?;
     if existing.header.is_none() {
-        let header = format!(
-            "{}\n",
-            cache_header(bench, template_name(template), opts.control)
-        );
+        let header = format!("{}\n", cache_header(bench, template.as_str(), opts.control));
         file.write_all(header.as_bytes())?;
         file.sync_data()?;
     }

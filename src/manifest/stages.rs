@@ -18,15 +18,9 @@ pub enum Scheduler {
     Constant,
 }
 
-/// Conversation template (LLaVA's `--version`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Template {
-    /// `<image>` then the caption: stage-1 alignment.
-    Plain,
-    /// Vicuna v1 chat (`USER: … ASSISTANT: …`): instruction tuning and evaluation.
-    VicunaV1,
-}
+/// Conversation template (LLaVA's `--version`): `plain` for stage-1 alignment, `vicuna_v1` for
+/// instruction tuning and evaluation; also `llava_v1` and `vicuna_v1_nosys`.
+pub use crate::data::TemplateKind as Template;
 
 /// How a non-square image becomes the encoder's square input (LLaVA's `image_aspect_ratio`),
 /// owned by the data pipeline that applies it.
@@ -454,6 +448,29 @@ mod tests {
             with_field(&base, "freeze_llm", &json!("yes")),
             Err(FieldError::Type(_))
         ));
+    }
+
+    #[test]
+    fn template_takes_every_template_name_and_lists_them_when_wrong() {
+        let base = TrainSettings::finetune_default();
+        let t = with_field(&base, "template", &json!("vicuna_v1_nosys")).unwrap();
+        assert_eq!(t.template, Template::VicunaV1NoSystem);
+        assert_eq!(
+            serde_json::to_value(&t).unwrap()["template"],
+            json!("vicuna_v1_nosys")
+        );
+        // LLaVA's aliases read as the template they name and are written under its own name.
+        let t = with_field(&base, "template", &json!("v1")).unwrap();
+        assert_eq!(
+            serde_json::to_value(&t).unwrap()["template"],
+            json!("vicuna_v1")
+        );
+        let err = with_field(&base, "template", &json!("vicuna")).unwrap_err();
+        let msg = format!("{err:?}");
+        assert!(
+            msg.contains("vicuna_v1_nosys") && msg.contains("plain"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub fn train_and_publish(
     let ckpt = ctx.checkpoint_dir.clone();
     let summary = train(model, trainable, data, hparams, seed, &ckpt, opts, ctx)?;
     ensure_completed(&summary)?;
-    model.save(trainable, &ctx.out_dir, save_llm)?;
+    model.save(trainable, &ctx.out_dir, save_llm, hparams.template)?;
     write_summary(&ctx.out_dir, &summary)
 }
 

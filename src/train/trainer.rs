@@ -21,9 +21,9 @@
 use crate::data::encoded::EncodedFeatures;
 use crate::data::{
     Batch, DataLoader, DataPosition, ImagePreprocessor, LlavaDataset, LoaderConfig, OnError,
-    SamplerConfig, TemplateKind, TokenBudget,
+    SamplerConfig, TokenBudget,
 };
-use crate::manifest::stages::{Scheduler, Template, TrainSettings};
+use crate::manifest::stages::{Scheduler, TrainSettings};
 use crate::model::mllm::{FeatureCache, Mllm, MllmBatch};
 use crate::train::checkpoint::{
     latest_checkpoint, prune_checkpoints, save_checkpoint, RngState, TrainState,
@@ -164,13 +164,6 @@ pub fn lr_multiplier(scheduler: Scheduler, schedule: &CosineSchedule, step: u64)
     }
 }
 
-fn template(hp: &TrainSettings) -> TemplateKind {
-    match hp.template {
-        Template::Plain => TemplateKind::Plain,
-        Template::VicunaV1 => TemplateKind::VicunaV1,
-    }
-}
-
 /// The loader configuration a run uses.
 pub fn loader_config(
     model: &Mllm,
@@ -179,7 +172,7 @@ pub fn loader_config(
     opts: &TrainerOptions,
 ) -> LoaderConfig {
     LoaderConfig {
-        template: template(hp),
+        template: hp.template,
         budget: TokenBudget {
             max_len: hp.max_len as usize,
             image_tokens: model.config().image_tokens,

@@ -1,6 +1,7 @@
 //! `mllm.json`: what a trained multimodal model is made of, written next to its weights by the
 //! pretrain and finetune stages and read back by the next stage (finetune, eval).
 
+use crate::data::TemplateKind;
 use crate::model::fusion::FusionConfig;
 use crate::model::llm::CrossAttnConfig;
 use anyhow::{bail, Context, Result};
@@ -71,6 +72,10 @@ pub struct MllmConfig {
     pub image_tokens: usize,
     /// How images were made square in training (`square` or `pad`); eval should match it.
     pub image_aspect: String,
+    /// The conversation template the stage trained with; eval asks in it. Absent in outputs of
+    /// older versions: then `plain` after pretraining, `vicuna_v1` after finetuning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateKind>,
 }
 
 impl MllmConfig {

@@ -3,7 +3,7 @@
 //! (one left-padded decode, same answers as one at a time).
 
 use super::Mllm;
-use crate::eval::{ConversationTemplate, Generator, Request};
+use crate::eval::{Generator, Request, TemplateKind};
 use anyhow::{bail, Result};
 use image::DynamicImage;
 
@@ -52,13 +52,13 @@ impl Generator for Mllm {
         self.processor.pad_background()
     }
 
-    /// `plain` for a model straight out of pretraining (it never saw a chat template),
-    /// `vicuna_v1` after finetuning.
-    fn template(&self) -> ConversationTemplate {
-        if self.config().stage == "pretrain" {
-            ConversationTemplate::Plain
-        } else {
-            ConversationTemplate::VicunaV1
+    /// The template the model was trained with (recorded in `mllm.json`); for outputs that
+    /// predate the record, `plain` straight out of pretraining and `vicuna_v1` after finetuning.
+    fn template(&self) -> TemplateKind {
+        match self.config().template {
+            Some(t) => t,
+            None if self.config().stage == "pretrain" => TemplateKind::Plain,
+            None => TemplateKind::VicunaV1,
         }
     }
 }

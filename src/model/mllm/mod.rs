@@ -52,7 +52,7 @@ pub use images::FeatureCache;
 pub use splice::{image_position, splice, Spliced};
 
 use crate::data::IGNORE_INDEX;
-use crate::data::{ImageAspect, TextTokenizer};
+use crate::data::{ImageAspect, TemplateKind, TextTokenizer};
 use crate::layers::{Fusion, ResolvedLayers};
 use crate::model::fusion::{
     patch_tokens, seeded_var_builder, FusionConfig, FusionModel, MmFuserConfig, VisualFusion,
@@ -299,6 +299,7 @@ impl Mllm {
             llm: spec.llm.clone(),
             image_tokens: vcfg.num_patches(),
             image_aspect: spec.image_aspect.as_str().into(),
+            template: None,
         }
     }
 
@@ -384,6 +385,7 @@ impl Mllm {
             llm
         };
         config.stage = "finetune".into();
+        config.template = None; // pretrain's `plain`; the finetune's is recorded by `save`
         config.vision.dir = vdir;
         config.llm.dir = ldir;
         Ok((
@@ -732,8 +734,15 @@ impl Mllm {
     }
 
     /// Writes the stage output into `dir`: `mm_fusion.safetensors` (the fusion weights of
-    /// `map`), `mllm.json`, and with `save_llm` the LLM in HF layout under `llm/`.
-    pub fn save(&self, map: &VarMap, dir: &Path, save_llm: bool) -> Result<()> {
+    /// `map`), `mllm.json` (recording `template`, the one the stage trained with), and with
+    /// `save_llm` the LLM in HF layout under `llm/`.
+    pub fn save(
+        &self,
+        map: &VarMap,
+        dir: &Path,
+        save_llm: bool,
+        template: TemplateKind,
+    ) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let data = map.data().lock().unwrap();
         let mut tensors = Vec::with_capacity(self.fusion_names.len());
@@ -749,6 +758,7 @@ impl Mllm {
             &dir.join(FUSION_WEIGHTS_FILE),
         )?;
         let mut config = self.config.clone();
+        config.template = Some(template);
         if save_llm {
             self.llm
                 .save(&dir.join(LLM_DIR), self.llm_files.tokenizer.as_deref())?;

@@ -44,11 +44,11 @@ fn tokenize(tok: &TextTokenizer, template: &Template, turns: &[Turn]) -> Result<
 
 /// [`TEXT_TEMPLATE`], with its system prompt or without it (`USER: … ASSISTANT: …` alone).
 pub fn text_template(system_prompt: bool) -> Template {
-    let mut template = TEXT_TEMPLATE.template();
-    if !system_prompt {
-        template.system = "";
+    if system_prompt {
+        TEXT_TEMPLATE.template()
+    } else {
+        TemplateKind::VicunaV1NoSystem.template()
     }
-    template
 }
 
 /// The training conversations of the world's `text/train.json`, rendered with `template`.
