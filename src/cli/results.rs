@@ -144,7 +144,7 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
             if let Some(png) = &args.plot {
                 let title =
                     crate::report::publish::heatmap_title(&plan.sweep, &spec.name, &wide.metric);
-                crate::store::write_atomic(
+                crate::atomic::write_atomic(
                     png,
                     &crate::report::heatmap::heatmap_png(&wide, &title)?,
                 )?;
@@ -154,7 +154,7 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
         }
     };
     match &args.output {
-        Some(path) => crate::store::write_atomic(path, text.as_bytes())?,
+        Some(path) => crate::atomic::write_atomic(path, text.as_bytes())?,
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 //! like `<date>_results.json`, so existing tooling reads our numbers. Both are written to a
 //! temporary file and renamed, so a half-written file is never taken for a result.
 
+use crate::atomic::write_atomic;
 use crate::eval::format::Benchmark;
 use crate::eval::scoring::ScoreReport;
 use anyhow::Result;
@@ -132,8 +133,6 @@ pub fn write_results_json(
     text.push('\n');
     write_atomic(path, text.as_bytes())
 }
-
-pub use crate::atomic::write_atomic;
 
 /// `YYYYMMDD_HHMMSS` in UTC, lmms-eval's date id.
 pub fn utc_date_id() -> String {

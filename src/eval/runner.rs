@@ -5,9 +5,10 @@
 //! interrupted run loses at most the batch in flight and a rerun resumes at the next unanswered
 //! sample. Scoring is separate ([`crate::eval::scoring`]).
 
+use crate::atomic::write_atomic;
 use crate::eval::control::{Control, ControlledInputs, DEFAULT_BLANK_FILL};
 use crate::eval::format::{Benchmark, Sample};
-use crate::eval::output::{write_atomic, write_results_json, write_samples_jsonl, RunInfo};
+use crate::eval::output::{write_results_json, write_samples_jsonl, RunInfo};
 use crate::eval::predictions::{cache_header, load_predictions};
 use crate::eval::prompt::{build_prompt, TemplateKind};
 use crate::eval::scoring::{score_benchmark, ScoreReport};

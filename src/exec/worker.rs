@@ -2,11 +2,12 @@
 //! tmp dir and publishes the result. It never opens the database: the controller ingests the
 //! published files.
 
+use crate::atomic::write_atomic;
 use crate::stages::{DepDir, StageContext, StageRegistry};
 use crate::store::done::{self, DoneRecord, VerifyLevel};
 use crate::store::publish::{publish, AttemptInfo};
 use crate::store::spec::read_spec;
-use crate::store::{layout, now_ms, write_atomic};
+use crate::store::{layout, now_ms};
 use crate::task::{Task, TaskKey};
 use anyhow::{bail, Context};
 use std::path::Path;

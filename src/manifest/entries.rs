@@ -7,7 +7,6 @@
 use super::diag::{suggest, Diagnostics};
 use super::read;
 use super::source::{Entry, Loc, Sources};
-use crate::data::OnError;
 use crate::layers::EncoderDepth;
 use serde_json::{Map, Value as Json};
 use std::path::{Component, Path, PathBuf};
@@ -164,8 +163,9 @@ pub struct DataEntry {
     pub source: Option<Source>,
     pub params: Map<String, Json>,
     /// `on_error = "skip"`: malformed records (and samples that cannot be trained on) are left
-    /// out and counted instead of failing the stage. Default `fail`.
-    pub on_error: OnError,
+    /// out and counted instead of failing the stage. Default (`fail`): false. The plan turns it
+    /// into the loader's `OnError`.
+    pub skip_malformed: bool,
 }
 
 impl DataEntry {
@@ -403,11 +403,11 @@ pub fn dataset(e: &Entry, sources: &Sources, d: &mut Diagnostics) -> Option<Data
     let json = path_of(t, "json", &what, sources, d);
     let images = path_of(t, "images", &what, sources, d);
     let params = read::params(t, &what, d);
-    let on_error = match read::string(t, "on_error", &what, d) {
-        None => OnError::Fail,
+    let skip_malformed = match read::string(t, "on_error", &what, d) {
+        None => false,
         Some((v, loc)) => match v.as_str() {
-            "fail" => OnError::Fail,
-            "skip" => OnError::Skip,
+            "fail" => false,
+            "skip" => true,
             _ => {
                 d.error(
                     &loc,
@@ -417,7 +417,7 @@ pub fn dataset(e: &Entry, sources: &Sources, d: &mut Diagnostics) -> Option<Data
                         suggest(&v, &["fail", "skip"])
                     )),
                 );
-                OnError::Fail
+                false
             }
         },
     };
@@ -471,7 +471,7 @@ pub fn dataset(e: &Entry, sources: &Sources, d: &mut Diagnostics) -> Option<Data
         images,
         source,
         params,
-        on_error,
+        skip_malformed,
     })
 }
 

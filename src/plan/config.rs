@@ -169,7 +169,7 @@ impl From<&DataEntry> for DataSpec {
             images: e.images.as_ref().map(|p| p.display().to_string()),
             source: e.source.as_ref().map(Source::canonical),
             params: e.params.clone(),
-            on_error: (e.on_error == OnError::Skip).then_some(OnError::Skip),
+            on_error: e.skip_malformed.then_some(OnError::Skip),
         }
     }
 }

@@ -119,10 +119,10 @@ pub fn publish_tables(plan: &Plan) -> Result<Vec<PublishedTable>> {
         let csv = dir.join(format!("{name}.csv"));
         let markdown = dir.join(format!("{name}.md"));
         let png = dir.join(format!("{name}.png"));
-        crate::store::write_atomic(&csv, render_wide(&wide, Format::Csv)?.as_bytes())?;
-        crate::store::write_atomic(&markdown, render_wide(&wide, Format::Md)?.as_bytes())?;
+        crate::atomic::write_atomic(&csv, render_wide(&wide, Format::Csv)?.as_bytes())?;
+        crate::atomic::write_atomic(&markdown, render_wide(&wide, Format::Md)?.as_bytes())?;
         let title = heatmap_title(&plan.sweep, &name, &spec.metric);
-        crate::store::write_atomic(&png, &super::heatmap::heatmap_png(&wide, &title)?)?;
+        crate::atomic::write_atomic(&png, &super::heatmap::heatmap_png(&wide, &title)?)?;
         out.push(PublishedTable {
             name,
             text: render_wide(&wide, Format::Text)?,

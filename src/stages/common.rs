@@ -145,9 +145,9 @@ pub fn train_and_publish(
 
 /// Writes the run summary into the stage output.
 fn write_summary(dir: &Path, summary: &TrainSummary) -> Result<()> {
-    crate::model::vision::checkpoint::write_text_atomic(
-        &serde_json::to_string_pretty(summary)?,
+    crate::atomic::write_atomic(
         &dir.join(TRAINER_STATE_FILE),
+        &serde_json::to_vec_pretty(summary)?,
     )
 }
 

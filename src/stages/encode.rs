@@ -13,6 +13,7 @@
 
 use super::common::{load_dataset, resolve_model};
 use super::{Stage, StageContext};
+use crate::atomic::write_atomic;
 use crate::data::encoded::{
     shard_name, tensor_name, EncodedIndex, EncodedManifest, ENCODED_FILE, ENCODED_FORMAT,
     INDEX_FILE,
@@ -20,7 +21,7 @@ use crate::data::encoded::{
 use crate::data::{ImageAspect, ImagePreprocessor};
 use crate::model::fusion::patch_tokens;
 use crate::model::preprocess::ImageProcessor;
-use crate::model::vision::checkpoint::{write_safetensors_atomic, write_text_atomic};
+use crate::model::vision::checkpoint::write_safetensors_atomic;
 use crate::model::vision::{VisionArch, VisionConfig, VisionTower};
 use crate::plan::config::EncodeConfig;
 use crate::task::runtime::ENCODE_BUDGET_GB;
@@ -137,13 +138,13 @@ impl Stage for EncodeStage {
         for name in &manifest.shards {
             move_file(&ctx.checkpoint_dir.join(name), &ctx.out_dir.join(name))?;
         }
-        write_text_atomic(
-            &serde_json::to_string(&EncodedIndex { images })?,
+        write_atomic(
             &ctx.out_dir.join(INDEX_FILE),
+            &serde_json::to_vec(&EncodedIndex { images })?,
         )?;
-        write_text_atomic(
-            &serde_json::to_string_pretty(&manifest)?,
+        write_atomic(
             &ctx.out_dir.join(ENCODED_FILE),
+            &serde_json::to_vec_pretty(&manifest)?,
         )?;
         ctx.record("encoded_images", None, manifest.images as f64)?;
         ctx.record("encoded_bytes", None, bytes as f64)?;

@@ -1,9 +1,10 @@
 //! Publishing an attempt: checksum its outputs into `DONE.json`, then rename the attempt's
 //! tmp directory to the task directory in one step, so a reader never sees half a result.
 
+use crate::atomic::write_atomic;
 use crate::store::done::{self, DoneRecord, VerifyLevel, DONE_FORMAT};
 use crate::store::metrics::{read_metrics, METRICS_FILE};
-use crate::store::{hostname, layout, now_ms, write_atomic};
+use crate::store::{hostname, layout, now_ms};
 use crate::task::{StageKind, TaskKey};
 use anyhow::{bail, Context};
 use std::path::Path;

@@ -1,7 +1,8 @@
 //! Task specs: `<root>/specs/<key>.json`, the JSON of a [`Task`] that the controller writes
 //! before it spawns `mlvf task run KEY`, and the only input the worker gets besides the key.
 
-use crate::store::{layout, write_atomic};
+use crate::atomic::write_atomic;
+use crate::store::layout;
 use crate::task::{Task, TaskKey};
 use anyhow::{bail, Context};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! store. They say which task directories are reachable (gc) and let `mlvf db rebuild` restore
 //! sweeps, cells and their links without the manifests.
 
-use crate::store::write_atomic;
+use crate::atomic::write_atomic;
 use crate::task::Plan;
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// The image placeholder LLaVA's data loader replaces with visual tokens.
-pub const IMAGE_TOKEN: &str = "<image>";
+pub use crate::data::json::IMAGE_PLACEHOLDER as IMAGE_TOKEN;
 
 /// One LLaVA conversation turn (`from` is "human" or "gpt").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

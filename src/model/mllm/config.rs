@@ -121,6 +121,6 @@ impl MllmConfig {
     /// Writes `dir/mllm.json` atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)?;
-        crate::model::vision::checkpoint::write_text_atomic(&text, &dir.join(MLLM_CONFIG_FILE))
+        crate::atomic::write_atomic(&dir.join(MLLM_CONFIG_FILE), text.as_bytes())
     }
 }

@@ -230,8 +230,3 @@ pub fn write_safetensors_atomic(tensors: &[(String, Tensor)], path: &Path) -> Re
         .collect::<candle_core::Result<_>>()?;
     crate::atomic::write_atomic_via(path, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))
 }
-
-/// Writes `text` to `path` atomically.
-pub fn write_text_atomic(text: &str, path: &Path) -> Result<()> {
-    crate::atomic::write_atomic(path, text.as_bytes())
-}

@@ -171,7 +171,7 @@ impl VisionTower {
             ..self.cfg.clone()
         };
         let json = serde_json::to_string_pretty(&cfg.to_hf_json(dtype))?;
-        checkpoint::write_text_atomic(&json, &dir.join("config.json"))?;
+        crate::atomic::write_atomic(&dir.join("config.json"), json.as_bytes())?;
         Ok(())
     }
 

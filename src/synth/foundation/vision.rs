@@ -545,10 +545,7 @@ pub fn train_vision(
     };
     model.tower.save(out)?;
     let pre = serde_json::to_string_pretty(&preprocessor_json(&cfg))?;
-    crate::model::vision::checkpoint::write_text_atomic(
-        &pre,
-        &out.join("preprocessor_config.json"),
-    )?;
+    crate::atomic::write_atomic(&out.join("preprocessor_config.json"), pre.as_bytes())?;
     Ok(Some(VisionReport {
         family: arch.vision_model_type().to_string(),
         layers: depth,
