@@ -1,5 +1,7 @@
-//! One-lookup questions about a 3×3 scene, word by word: research feasibility.md's five
-//! families, shared by the lookup harnesses (tests/lookup_phase.rs, tests/image_lookup.rs).
+//! One-lookup questions about a 3×3 scene of the world's palette and shapes, word by word:
+//! research feasibility.md's five families, and the harnesses' optimiser. (tests/lookup_phase.rs
+//! keeps its own copy of the questions: its vocabulary order, and with it the measured step of
+//! its phase change, depends on its own palette and wording.)
 
 use rand::seq::IndexedRandom;
 use rand::Rng;
