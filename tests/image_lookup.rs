@@ -49,7 +49,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use support::scene_questions::{
-    init_at_scale, question, r4a_optim, Object, COLORS, COLS, COUNTS, ROWS, SHAPES,
+    init_at_scale, question, r4a_optim, Object, COLORS, COLS, COUNTS, ROWS, SHAPES, WORLD,
 };
 
 mod support;
@@ -128,7 +128,7 @@ impl Encoder {
 fn word_row(enc: &Encoder, scenes: &[(usize, Vec<Object>)], rng: &mut impl Rng) -> Row {
     loop {
         let (image, objects) = scenes.choose(rng).unwrap();
-        let Some((q, a, family)) = question(objects, rng) else {
+        let Some((q, a, family)) = question(objects, &WORLD, rng) else {
             continue;
         };
         let group = match a.as_str() {

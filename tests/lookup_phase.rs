@@ -21,18 +21,20 @@
 
 use mlvf::model::llm::Llama;
 use mlvf::synth::foundation::text_qa::{self, QaSample};
-use mlvf::synth::foundation::{lm, seeded_init, train_loop, Optim, TrainHooks};
-use rand::seq::{IndexedRandom, SliceRandom};
+use mlvf::synth::foundation::{lm, train_loop, TrainHooks};
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap};
+use support::scene_questions::{
+    init_at_scale, position, question, r4a_optim, Object, Words, COLS, ROWS, SHAPES,
+};
+
+mod support;
 
 const COLORS: [&str; 8] = [
     "red", "green", "blue", "yellow", "purple", "orange", "pink", "brown",
 ];
-const SHAPES: [&str; 6] = ["circle", "square", "triangle", "star", "cross", "diamond"];
-const ROWS: [&str; 3] = ["top", "middle", "bottom"];
-const COLS: [&str; 3] = ["left", "center", "right"];
 const COUNTS: [&str; 6] = ["one", "two", "three", "four", "five", "six"];
 const PAD: u32 = 0;
 const BOS: u32 = 1;
@@ -65,9 +67,6 @@ impl Vocab {
     }
 }
 
-/// An object: colour, shape and cell (0–8, raster order).
-type Object = (usize, usize, usize);
-
 fn scene(rng: &mut impl Rng) -> Vec<Object> {
     let n = rng.random_range(1..=6);
     let mut cells: Vec<usize> = (0..9).collect();
@@ -80,10 +79,6 @@ fn scene(rng: &mut impl Rng) -> Vec<Object> {
     objects
 }
 
-fn position(cell: usize) -> String {
-    format!("{} {}", ROWS[cell / 3], COLS[cell % 3])
-}
-
 fn block(objects: &[Object]) -> String {
     let words: Vec<String> = objects
         .iter()
@@ -92,56 +87,13 @@ fn block(objects: &[Object]) -> String {
     words.join(" ")
 }
 
-/// One question about the scene: (question, answer, score group), or None when the scene
-/// cannot carry the family drawn (no unique shape, say).
-fn question(objects: &[Object], rng: &mut impl Rng) -> Option<(String, String, &'static str)> {
-    let unique = |key: fn(&Object) -> usize| -> Vec<Object> {
-        let objects = objects.to_vec();
-        objects
-            .iter()
-            .filter(|o| objects.iter().filter(|p| key(p) == key(o)).count() == 1)
-            .copied()
-            .collect()
-    };
-    match rng.random_range(0..5) {
-        0 => unique(|o| o.1).choose(rng).map(|o| {
-            let q = format!("what color is the {} ?", SHAPES[o.1]);
-            (q, COLORS[o.0].to_string(), "color")
-        }),
-        1 => unique(|o| o.0).choose(rng).map(|o| {
-            let q = format!("what shape is the {} object ?", COLORS[o.0]);
-            (q, SHAPES[o.1].to_string(), "shape")
-        }),
-        2 => {
-            let o = *objects.choose(rng)?;
-            let (c, s, answer) = if rng.random_bool(0.5) {
-                (o.0, o.1, "yes")
-            } else {
-                // A near miss: the colour or the shape of a present object, never both.
-                let (c, s) = if rng.random_bool(0.5) {
-                    (o.0, rng.random_range(0..6))
-                } else {
-                    (rng.random_range(0..8), o.1)
-                };
-                if objects.iter().any(|p| p.0 == c && p.1 == s) {
-                    return None;
-                }
-                (c, s, "no")
-            };
-            let q = format!("is there a {} {} in the image ?", COLORS[c], SHAPES[s]);
-            Some((q, answer.to_string(), "existence"))
-        }
-        3 => Some((
-            "how many objects are there ?".into(),
-            COUNTS[objects.len() - 1].into(),
-            "count",
-        )),
-        _ => unique(|o| o.1).choose(rng).map(|o| {
-            let q = format!("where is the {} ?", SHAPES[o.1]);
-            (q, position(o.2), "position")
-        }),
-    }
-}
+/// This harness's words: the palette and count wording its phase change was measured with.
+const WORDS: Words = Words {
+    colors: COLORS,
+    counts: &COUNTS,
+    first_count: 1,
+    count_question: "how many objects are there ?",
+};
 
 /// `ids` (`<s>`, context, answer) with `</s>` appended, the answer and `</s>` supervised.
 fn answer_supervised(mut ids: Vec<u32>, context: usize) -> QaSample {
@@ -166,7 +118,7 @@ fn score_group(family: &str, answer: &str) -> String {
 fn sample(v: &Vocab, rng: &mut impl Rng) -> (QaSample, String) {
     loop {
         let objects = scene(rng);
-        let Some((q, a, group)) = question(&objects, rng) else {
+        let Some((q, a, group)) = question(&objects, &WORDS, rng) else {
             continue;
         };
         let mut ids = vec![BOS];
@@ -198,24 +150,8 @@ fn train(
         &candle_core::Device::Cpu,
     );
     let model = Llama::new(&cfg, vb).unwrap();
-    seeded_init(&map, 0, linear_std).unwrap();
-    // The input embeddings at 0.02 whatever the linear layers' scale (as the world's LM).
-    for (name, var) in mlvf::train::optim::named_vars(&map) {
-        if name == "model.embed_tokens.weight" {
-            let t = (var.as_tensor() * (0.02 / linear_std as f64)).unwrap();
-            var.set(&t).unwrap();
-        }
-    }
-    let opt = Optim {
-        steps,
-        lr: 1e-3,
-        weight_decay: 0.01,
-        warmup_steps: 100,
-        max_grad_norm: 1.0,
-        checkpoint_every: steps,
-        seed: 0,
-        cosine: false,
-    };
+    init_at_scale(&map, linear_std);
+    let opt = r4a_optim(steps);
     let dir = tempfile::tempdir().unwrap();
     let mut metric = |_: &str, _: Option<u64>, _: f64| Ok(());
     let mut hooks = TrainHooks {

@@ -7,7 +7,6 @@
 use super::diag::{suggest, Diagnostics};
 use super::read;
 use super::source::{Entry, Loc, Sources};
-use crate::layers::EncoderDepth;
 use serde_json::{Map, Value as Json};
 use std::path::{Component, Path, PathBuf};
 
@@ -138,16 +137,6 @@ pub struct ModelEntry {
     pub layers: Option<usize>,
     /// Free-form settings for the stage that builds a `synth:` model (width, heads, …).
     pub params: Map<String, Json>,
-}
-
-impl ModelEntry {
-    /// What layer resolution needs (vision entries only).
-    pub fn encoder_depth(&self) -> Option<EncoderDepth> {
-        Some(EncoderDepth {
-            layers: self.depth?,
-            drop_last: self.drop_last_layer,
-        })
-    }
 }
 
 /// A `[data.<name>]` entry: LLaVA-format JSON + image folder, or a synthetic set.

@@ -622,7 +622,7 @@ fn plan_pretrain(
             return None;
         }
     };
-    let resolved = match layers::resolve(fusion, set.as_ref(), enc.encoder_depth()?, llm.layers?) {
+    let resolved = match layers::resolve(fusion, set.as_ref(), encoder_depth(enc)?, llm.layers?) {
         Ok(r) => r,
         Err(e) => {
             let at = b.loc_of("layers", cell.get("layers").unwrap_or(&Json::Null));
@@ -712,4 +712,12 @@ fn label(tasks: &mut [Task], cells: &[CellAxes]) {
             .collect();
         t.axes.extend(control.map(|c| ("control".to_string(), c)));
     }
+}
+
+/// What layer resolution needs from a vision entry; `None` when it declares no depth.
+fn encoder_depth(enc: &crate::manifest::ModelEntry) -> Option<layers::EncoderDepth> {
+    Some(layers::EncoderDepth {
+        layers: enc.depth?,
+        drop_last: enc.drop_last_layer,
+    })
 }

@@ -1,7 +1,11 @@
 //! One-lookup questions about a 3×3 scene of the world's palette and shapes, word by word:
-//! research feasibility.md's five families, and the harnesses' optimiser. (tests/lookup_phase.rs
-//! keeps its own copy of the questions: its vocabulary order, and with it the measured step of
-//! its phase change, depends on its own palette and wording.)
+//! research feasibility.md's five families, and the harnesses' optimiser. Each harness names
+//! its own words ([`Words`]): tests/lookup_phase.rs keeps the palette and count wording its
+//! measured phase change was taken with (its vocabulary order, and so its initialisation,
+//! depends on them).
+
+// Each test crate that includes this module uses a different part of it.
+#![allow(dead_code)]
 
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -16,6 +20,23 @@ pub const COLS: [&str; 3] = ["left", "center", "right"];
 pub const COUNTS: [&str; 9] = [
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 ];
+/// The words a harness's questions use for colours and counts.
+pub struct Words {
+    pub colors: [&'static str; 8],
+    /// Count words, `counts[n - first_count]` for `n` objects.
+    pub counts: &'static [&'static str],
+    pub first_count: usize,
+    pub count_question: &'static str,
+}
+
+/// The world's words (its palette, in class order).
+pub const WORLD: Words = Words {
+    colors: COLORS,
+    counts: &COUNTS,
+    first_count: 0,
+    count_question: "how many shapes are there ?",
+};
+
 /// An object: colour, shape and cell (0–8, raster order).
 pub type Object = (usize, usize, usize);
 
@@ -25,7 +46,12 @@ pub fn position(cell: usize) -> String {
 
 /// One question about the scene, research feasibility.md's five one-lookup families:
 /// (question, answer, family), or None when the scene cannot carry the family drawn.
-pub fn question(objects: &[Object], rng: &mut impl Rng) -> Option<(String, String, &'static str)> {
+pub fn question(
+    objects: &[Object],
+    words: &Words,
+    rng: &mut impl Rng,
+) -> Option<(String, String, &'static str)> {
+    let colors = &words.colors;
     let unique = |key: fn(&Object) -> usize| -> Vec<Object> {
         objects
             .iter()
@@ -36,10 +62,10 @@ pub fn question(objects: &[Object], rng: &mut impl Rng) -> Option<(String, Strin
     match rng.random_range(0..5) {
         0 => unique(|o| o.1).choose(rng).map(|o| {
             let q = format!("what color is the {} ?", SHAPES[o.1]);
-            (q, COLORS[o.0].to_string(), "color")
+            (q, colors[o.0].to_string(), "color")
         }),
         1 => unique(|o| o.0).choose(rng).map(|o| {
-            let q = format!("what shape is the {} object ?", COLORS[o.0]);
+            let q = format!("what shape is the {} object ?", colors[o.0]);
             (q, SHAPES[o.1].to_string(), "shape")
         }),
         2 => {
@@ -51,19 +77,19 @@ pub fn question(objects: &[Object], rng: &mut impl Rng) -> Option<(String, Strin
                 let (c, s) = if rng.random_bool(0.5) {
                     (o.0, rng.random_range(0..SHAPES.len()))
                 } else {
-                    (rng.random_range(0..COLORS.len()), o.1)
+                    (rng.random_range(0..colors.len()), o.1)
                 };
                 if objects.iter().any(|p| p.0 == c && p.1 == s) {
                     return None;
                 }
                 (c, s, "no")
             };
-            let q = format!("is there a {} {} in the image ?", COLORS[c], SHAPES[s]);
+            let q = format!("is there a {} {} in the image ?", colors[c], SHAPES[s]);
             Some((q, answer.to_string(), "existence"))
         }
         3 => Some((
-            "how many shapes are there ?".into(),
-            COUNTS[objects.len()].into(),
+            words.count_question.into(),
+            words.counts[objects.len() - words.first_count].into(),
             "count",
         )),
         _ => unique(|o| o.1).choose(rng).map(|o| {
